@@ -1,0 +1,1 @@
+"""fluxbot adapters (git, forge, store, chat transports) and their wiring."""

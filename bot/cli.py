@@ -1,0 +1,103 @@
+"""`fluxbot` command line: `shell`, `example-repo` (and the server transports as they land)."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.example_repo import write_example_repo
+from bot.forge.local import LocalForge
+from bot.render import to_text
+from bot.service import FluxBot
+from bot.store import Store
+from bot.workspace import Workspace, WorkspaceError
+
+
+def build_bot(settings: Settings) -> FluxBot:
+    """Wire the local (credential-free) bot for the repo in `settings`."""
+    state = settings.resolved_state_dir()
+    store = Store(state / "fluxbot.db")
+    workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
+    return FluxBot(workspace, LocalForge(store, workspace), store, settings.productive)
+
+
+def _shell(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    settings.repo = args.repo or settings.repo
+    if not settings.repo:
+        print("fluxbot shell needs a repository: --repo PATH (try `fluxbot example-repo DIR` first)", file=sys.stderr)
+        return 2
+    if not Path(settings.repo).exists():
+        print(f"fluxbot: {settings.repo} does not exist", file=sys.stderr)
+        return 2
+    if args.state:
+        settings.state_dir = Path(args.state)
+    bot = build_bot(settings)
+    user = args.user or getpass.getuser()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"fluxbot shell on {settings.repo} as {user}. `help` lists commands; Ctrl-D quits.")
+    while True:
+        if interactive:
+            try:
+                line = input("fluxbot> ")
+            except EOFError:
+                print()
+                return 0
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line in ("exit", "quit"):
+            return 0
+        if not interactive:
+            print(f"> {line}")
+        for message in bot.handle(line, user):
+            print(to_text(message), flush=True)
+
+
+def _example_repo(args: argparse.Namespace) -> int:
+    try:
+        path = write_example_repo(Path(args.dir))
+    except FileExistsError as exc:
+        print(f"fluxbot: {exc}; choose an empty or new directory", file=sys.stderr)
+        return 2
+    print(f"example repo written to {path}; try: fluxbot shell --repo {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fluxbot", description="ChatOps for Flux GitOps mono-repos.")
+    sub = p.add_subparsers(dest="command", required=True)
+    shell = sub.add_parser("shell", help="a local chat against a repo on disk; PRs are local branches")
+    shell.add_argument("--repo", help="the mono-repo (a path or git URL)")
+    shell.add_argument("--user", help="who you are in the chat (default: your login)")
+    shell.add_argument("--state", help="state dir (SQLite, git cache); default under ~/.local/state/fluxbot")
+    shell.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
+    shell.set_defaults(run=_shell)
+    example = sub.add_parser("example-repo", help="write an example Flux mono-repo to DIR")
+    example.add_argument("dir")
+    example.set_defaults(run=_example_repo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ConfigError, WorkspaceError) as exc:
+        print(f"fluxbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Forges: where a ChangePlan becomes a pull request (local SQLite records, or GitHub)."""

@@ -1,0 +1,26 @@
+"""Plain-text rendering of `Message`s for the shell (Slack gets Block Kit from the same objects)."""
+from __future__ import annotations
+
+from commands.model import Message
+
+_MARK = {"info": "•", "success": "✓", "warning": "!", "error": "✗"}
+
+
+def to_text(message: Message) -> str:
+    """A message as terminal text: title, lines, fields, an aligned table, links, context."""
+    out = [f"{_MARK[message.tone]} {message.title}"]
+    out += [f"  {line}" for line in message.lines]
+    if message.fields:
+        width = max(len(label) for label, _ in message.fields)
+        out += [f"  {label + ':':<{width + 1}} {value}" for label, value in message.fields]
+    if message.table:
+        out += [f"  {row}" for row in _table(message.table)]
+    out += [f"  -> {link.label}: {link.url}" for link in message.links]
+    if message.context:
+        out.append(f"  ({message.context})")
+    return "\n".join(out)
+
+
+def _table(rows: tuple[tuple[str, ...], ...]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

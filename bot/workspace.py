@@ -1,0 +1,246 @@
+"""The git side: a mirror of the repo in a cache dir, read access for snapshots, and worktrees
+in which changes are committed and pushed. The user's own working copy is never touched.
+
+Who calls it: `bot.service` (reads and pushes) and `bot.forge.local` (merges).
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import git
+from git.exc import GitCommandError
+
+from commands.model import ChangePlan
+
+log = logging.getLogger(__name__)
+
+_ZERO = "0" * 40
+BOT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "fluxbot",
+    "GIT_AUTHOR_EMAIL": "fluxbot@users.noreply.local",
+    "GIT_COMMITTER_NAME": "fluxbot",
+    "GIT_COMMITTER_EMAIL": "fluxbot@users.noreply.local",
+}
+
+
+class WorkspaceError(Exception):
+    """A git operation failed in a way the user should hear about (message is safe to show)."""
+
+
+class Conflict(WorkspaceError):
+    """The default branch changed the planned file since the plan was made."""
+
+
+class GitReader:
+    """`commands.repo.TreeReader` over the mirror: blobs come through one `cat-file --batch`."""
+
+    def __init__(self, repo: git.Repo, head: str) -> None:
+        self._repo = repo
+        self.head = head
+        self._trees: dict[str, dict[str, str]] = {}
+
+    def _tree(self, ref: str) -> dict[str, str]:
+        if ref not in self._trees:
+            listing = self._repo.git.ls_tree("-r", "-z", "--full-tree", ref)
+            tree = {}
+            for entry in filter(None, listing.split("\0")):
+                meta, path = entry.split("\t", 1)
+                _mode, kind, sha = meta.split()
+                if kind == "blob":
+                    tree[path] = sha
+            self._trees[ref] = tree
+        return self._trees[ref]
+
+    def list_files(self, ref: str, prefix: str) -> list[str]:
+        return sorted(p for p in self._tree(ref) if p.startswith(prefix))
+
+    def read(self, ref: str, path: str) -> bytes | None:
+        sha = self._tree(ref).get(path)
+        return self._blob(sha) if sha else None
+
+    def _blob(self, sha: str) -> bytes:
+        return self._repo.odb.stream(bytes.fromhex(sha)).read()
+
+    def tags(self) -> dict[str, str]:
+        out = self._repo.git.for_each_ref("refs/tags", format="%(refname:strip=2) %(objectname) %(*objectname)")
+        tags = {}
+        for line in out.splitlines():
+            name, obj, peeled = (line.split() + [""])[:3]
+            tags[name] = peeled or obj
+        return tags
+
+    def history(self, ref: str, path: str) -> Iterator[tuple[str, bytes | None]]:
+        # --raw gives each commit's resulting blob id, so no checkout or per-commit lookup is needed.
+        out = self._repo.git.log("--format=@%H", "--raw", "--no-abbrev", "--no-renames", ref, "--", path)
+        commit = ""
+        for line in out.splitlines():
+            if line.startswith("@"):
+                commit = line[1:]
+            elif line.startswith(":"):
+                new_sha = line.split()[3]
+                yield commit, None if new_sha == _ZERO else self._blob(new_sha)
+
+    def changed_files(self, old: str, new: str, prefix: str) -> list[str]:
+        return self._repo.git.diff("--name-only", old, new, "--", prefix).splitlines()
+
+
+class Workspace:
+    """A bare mirror of `origin` under `cache_dir`; every change is made in a fresh worktree."""
+
+    def __init__(self, origin: str, cache_dir: Path, default_branch: str = "") -> None:
+        self.origin = origin
+        self.cache_dir = Path(cache_dir)
+        self.mirror_path = self.cache_dir / "mirror.git"
+        self._configured_branch = default_branch
+        self._lock = threading.RLock()
+        self._repo: git.Repo | None = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise git work on the mirror across threads and processes."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.cache_dir / "mirror.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = self._open_mirror()
+        return self._repo
+
+    def _open_mirror(self) -> git.Repo:
+        if (self.mirror_path / "HEAD").exists():
+            return git.Repo(self.mirror_path)
+        try:
+            repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True)
+        except GitCommandError as exc:
+            shutil.rmtree(self.mirror_path, ignore_errors=True)
+            raise WorkspaceError(f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
+        with repo.config_writer() as config:
+            config.set_value('remote "origin"', "fetch", "+refs/heads/*:refs/heads/*")
+            config.add_value('remote "origin"', "fetch", "+refs/tags/*:refs/tags/*")
+        return repo
+
+    def refresh(self) -> None:
+        """Bring the mirror up to date with origin (branches, tags, deletions)."""
+        try:
+            self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin")
+        except GitCommandError as exc:
+            raise WorkspaceError(f"cannot fetch from the repository: {_git_reason(exc)}") from None
+
+    @property
+    def default_branch(self) -> str:
+        if self._configured_branch:
+            return self._configured_branch
+        heads = {h.name for h in self.repo.heads}
+        for candidate in ("main", "master"):
+            if candidate in heads:
+                return candidate
+        return self.repo.head.reference.name
+
+    def reader(self, refresh: bool = True) -> GitReader:
+        """A reader at the current tip of the default branch."""
+        with self.locked():
+            if refresh:
+                self.refresh()
+            branch = self.default_branch
+            try:
+                head = self.repo.git.rev_parse("--verify", f"refs/heads/{branch}^{{commit}}")
+            except GitCommandError:
+                raise WorkspaceError(f"the repository has no branch `{branch}`") from None
+            return GitReader(self.repo, head)
+
+    def branch_head(self, branch: str) -> str | None:
+        """The commit a branch points to on origin, or None when origin has no such branch."""
+        out = self.repo.git.ls_remote("--heads", self.origin, f"refs/heads/{branch}")
+        return out.split()[0] if out else None
+
+    def push_change(self, plan: ChangePlan, base: str) -> str:
+        """Commit the plan's edits on `base` in a fresh worktree and push its branch; the commit id."""
+        with self.locked(), self._worktree(base) as tree:
+            for edit in plan.edits:
+                target = tree / edit.path
+                current = target.read_bytes() if target.exists() else None
+                if current != edit.before:
+                    raise Conflict(f"{edit.path} changed on the default branch while the change was prepared")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(edit.after)
+            work = git.Repo(tree)
+            work.git.add("--", *[e.path for e in plan.edits])
+            work.git.commit("-q", "--no-verify", "-m", plan.commit_message, env=BOT_IDENTITY)
+            commit = work.head.commit.hexsha
+            try:
+                work.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}")
+            except GitCommandError as exc:
+                raise WorkspaceError(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+            return commit
+
+    def delete_branch(self, branch: str) -> None:
+        """Remove a branch from origin (a no-op when it is already gone)."""
+        with self.locked():
+            if self.branch_head(branch) is None:
+                return
+            try:
+                self.repo.git.push(self.origin, f":refs/heads/{branch}")
+            except GitCommandError as exc:
+                raise WorkspaceError(f"cannot delete the branch {branch}: {_git_reason(exc)}") from None
+
+    def merge(self, branch: str, message: str) -> str:
+        """Merge `branch` into the default branch of origin with a merge commit; the merge commit id.
+
+        When origin is a working copy with the default branch checked out, the push updates its
+        work tree too (`updateInstead`), and refuses if that tree has uncommitted changes.
+        """
+        with self.locked():
+            self.refresh()
+            base = self.default_branch
+            with self._worktree(f"refs/heads/{base}") as tree:
+                work = git.Repo(tree)
+                try:
+                    work.git.merge("--no-ff", "-q", "-m", message, f"refs/heads/{branch}", env=BOT_IDENTITY)
+                except GitCommandError:
+                    raise Conflict(f"{branch} does not merge cleanly into {base}") from None
+                commit = work.head.commit.hexsha
+                try:
+                    work.git.push(
+                        "--receive-pack=git -c receive.denyCurrentBranch=updateInstead receive-pack",
+                        self.origin,
+                        f"{commit}:refs/heads/{base}",
+                    )
+                except GitCommandError as exc:
+                    raise WorkspaceError(f"cannot update {base}: {_git_reason(exc)}") from None
+            self.refresh()
+            return commit
+
+    @contextmanager
+    def _worktree(self, base: str) -> Iterator[Path]:
+        parent = Path(tempfile.mkdtemp(prefix="fluxbot-wt-", dir=self.cache_dir))
+        path = parent / "tree"
+        try:
+            self.repo.git.worktree("add", "--detach", "-q", str(path), base)
+            yield path
+        finally:
+            try:
+                self.repo.git.worktree("remove", "--force", str(path))
+            except GitCommandError:
+                self.repo.git.worktree("prune")
+            shutil.rmtree(parent, ignore_errors=True)
+
+
+def _git_reason(exc: GitCommandError) -> str:
+    """The last meaningful line git printed, for a user-facing error."""
+    lines = [l.strip() for l in str(exc.stderr or "").splitlines() if l.strip()]
+    reason = lines[-1] if lines else f"git exited with {exc.status}"
+    return reason.removeprefix("stderr: ").strip("'")

@@ -1,0 +1,36 @@
+"""What a command is given to plan with, and how a command describes itself to the registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from commands.model import CommandError, Outcome, PullRequest
+from commands.repo import RepoSnapshot
+
+
+@dataclass(frozen=True)
+class Context:
+    """The repo snapshot, who asks, and the changes already open; all a plan depends on."""
+
+    repo: RepoSnapshot
+    requester: str
+    open_prs: tuple[PullRequest, ...] = ()
+
+    def open_change_for(self, cluster: str) -> PullRequest | None:
+        return next((pr for pr in self.open_prs if pr.cluster == cluster and pr.state == "open"), None)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One chat command: its grammar, its documentation and the pure function that plans it."""
+
+    verb: str
+    usage: str
+    summary: str
+    parse: Callable[[list[str]], Any]
+    run: Callable[[Any, Context], Outcome]
+    examples: tuple[str, ...] = ()
+    action: str | None = None  # the permission a write needs; None for read-only commands
+
+    def usage_error(self, what: str) -> CommandError:
+        return CommandError(what, f"usage: `{self.usage}`" + (f", for example `{self.examples[0]}`" if self.examples else ""))

@@ -1,0 +1,167 @@
+"""Domain objects shared by every command: clusters, pins, versions, plans and messages.
+
+Everything here is plain data. Adapters in `bot/` turn a `ChangePlan` into a branch and a pull
+request and render a `Message` for Slack or a terminal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+PinKind = Literal["tag", "branch", "semver", "commit"]
+Tone = Literal["info", "success", "warning", "error"]
+
+
+class CommandError(Exception):
+    """A request fluxbot refuses: `what` went wrong and `hint` says what would work."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(what)
+        self.what = what
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a cluster's infrastructure back-reference follows (`spec.ref.<kind>`)."""
+
+    kind: PinKind
+    value: str
+
+    def __str__(self) -> str:
+        return self.value if self.kind == "tag" else f"{self.kind} {self.value}"
+
+
+@dataclass(frozen=True)
+class BackReference:
+    """The Flux GitRepository a cluster's infrastructure Kustomization takes as source."""
+
+    path: str  # repo-relative file holding the GitRepository
+    document: int  # index of the YAML document in that file
+    name: str
+    pin: Pin | None
+
+
+@dataclass(frozen=True)
+class App:
+    """An app the cluster deploys, with the values patch that customises it, if any."""
+
+    name: str
+    resource: str
+    values_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    backref: BackReference | None
+    productive: bool
+    variables: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    apps: tuple[App, ...] = ()
+    problem: str = ""  # why the back-reference could not be found, if it could not
+
+    @property
+    def pin(self) -> Pin | None:
+        return self.backref.pin if self.backref else None
+
+
+@dataclass(frozen=True)
+class ChangelogSection:
+    version: str
+    date: str
+    entries: tuple[tuple[str, str], ...]  # (category, entry text), in file order
+
+    @property
+    def headline(self) -> str:
+        return self.entries[0][1] if self.entries else ""
+
+
+@dataclass(frozen=True)
+class Version:
+    """An infrastructure release: a semver git tag and its changelog section."""
+
+    tag: str
+    commit: str
+    changelog: ChangelogSection | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    """A HelmRelease of the infrastructure at some version."""
+
+    name: str
+    namespace: str
+    chart: str
+    chart_version: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A change fluxbot opened, as any forge reports it."""
+
+    number: int
+    title: str
+    url: str
+    branch: str
+    cluster: str
+    kind: str
+    state: str = "open"
+    author: str = ""
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    """The whole new content of one file, with the content it was planned against."""
+
+    path: str
+    before: bytes | None  # None: the file is new
+    after: bytes
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """A reply, rendered as Block Kit for Slack and as plain text for the shell."""
+
+    title: str
+    lines: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
+    table: tuple[tuple[str, ...], ...] = ()  # first row is the header
+    links: tuple[Link, ...] = ()
+    context: str = ""
+    tone: Tone = "info"
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """Everything needed to open one pull request; made without touching git or a forge."""
+
+    kind: str  # "promotion", "rollback", ...
+    cluster: str
+    branch: str
+    title: str
+    body: str
+    commit_message: str
+    edits: tuple[FileEdit, ...]
+    labels: tuple[str, ...]
+    productive: bool
+    from_version: str = ""
+    to_version: str = ""
+
+
+@dataclass(frozen=True)
+class PrAction:
+    """A request to act on an existing pull request (`pr merge 3`)."""
+
+    action: Literal["merge", "close"]
+    number: int
+
+
+Outcome = Union[Message, tuple[ChangePlan, ...], PrAction]

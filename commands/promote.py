@@ -1,0 +1,57 @@
+"""`promote <version> to <cluster>[,<cluster>...]`: one PR per cluster that bumps its pin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands.args import check_name, cluster_list, resolve_cluster, resolve_version
+from commands.context import CommandSpec, Context
+from commands.model import ChangePlan, CommandError
+from commands.pinchange import ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
+
+
+@dataclass(frozen=True)
+class Promote:
+    version: str
+    clusters: tuple[str, ...]
+
+
+def parse(words: list[str]) -> Promote:
+    lowered = [w.lower() for w in words]
+    if len(words) < 3 or "to" not in lowered[1:]:
+        raise SPEC.usage_error("promote needs a version and the clusters to promote")
+    split = lowered.index("to", 1)
+    if split != 1:
+        raise SPEC.usage_error(f"`{' '.join(words[:split])}` is not one version")
+    version = check_name(words[0], "version")
+    clusters = tuple(check_name(c, "cluster") for c in cluster_list(words[split + 1 :]))
+    return Promote(version, clusters)
+
+
+def run(cmd: Promote, ctx: Context) -> tuple[ChangePlan, ...]:
+    """Validate every cluster first, so a bad one refuses the whole request before any write."""
+    target = resolve_version(ctx.repo, cmd.version)
+    checked = []
+    for name in cmd.clusters:
+        cluster = resolve_cluster(ctx.repo, name)
+        current = promotable_pin(cluster)
+        if current == target.tag:
+            raise CommandError(f"`{name}` is already pinned to `{target.tag}`", "nothing to promote")
+        if is_newer(current, target.tag):
+            raise CommandError(
+                f"`{target.tag}` is older than `{current}`, which `{name}` runs now",
+                f"to go back, use `rollback {name} to {target.tag}`",
+            )
+        ensure_no_open_change(ctx, cluster)
+        checked.append((cluster, current))
+    return tuple(plan_pin_change(ctx, cluster, current, target, "promotion") for cluster, current in checked)
+
+
+SPEC = CommandSpec(
+    verb="promote",
+    usage="promote <version> to <cluster>[,<cluster>...]",
+    summary="Open a PR per cluster that pins its infrastructure to a release.",
+    parse=parse,
+    run=run,
+    examples=("promote v0.4.0 to prod-eu", "promote v0.4.0 to demo, prod-eu"),
+    action="promote",
+)

@@ -1,0 +1,311 @@
+"""The mono-repo as fluxbot understands it: clusters, pins, versions, apps and components.
+
+`RepoSnapshot` reads files through a `TreeReader` (git in `bot/`, a dict in tests), never
+through git itself, so every decision made on it is a pure function of the repo's content.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Any, Iterable, Iterator, Mapping, Protocol
+
+import semver
+from ruamel.yaml.error import YAMLError
+
+from commands.changelog import normalise, parse_changelog
+from commands.model import (
+    App,
+    BackReference,
+    ChangelogSection,
+    Cluster,
+    Component,
+    Pin,
+    Version,
+)
+from commands.yamledit import load_documents
+
+INFRASTRUCTURE_DIR = "infrastructure"
+CHANGELOG = "CHANGELOG.md"
+_PIN_KINDS = ("tag", "branch", "semver", "commit")
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class TreeReader(Protocol):
+    """Read-only access to the repository's history, as `bot/` provides it."""
+
+    head: str  # commit of the default branch this snapshot reads
+
+    def list_files(self, ref: str, prefix: str) -> list[str]: ...
+
+    def read(self, ref: str, path: str) -> bytes | None: ...
+
+    def tags(self) -> dict[str, str]: ...  # tag name -> commit
+
+    def history(self, ref: str, path: str) -> Iterable[tuple[str, bytes | None]]: ...
+
+    def changed_files(self, old: str, new: str, prefix: str) -> list[str]: ...
+
+
+def parse_version(text: str) -> semver.Version | None:
+    """A semantic version from a tag name (`v0.4.0` or `0.4.0`), or None."""
+    candidate = text[1:] if text[:1] in "vV" else text
+    try:
+        return semver.Version.parse(candidate)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _documents(raw: bytes) -> tuple[Any, ...]:
+    # Cached by content: the same blob (a cluster file, a release) is parsed once per process.
+    return tuple(load_documents(raw.decode("utf-8")))
+
+
+def documents(raw: bytes) -> tuple[Any, ...]:
+    """Parsed YAML documents of a file; raises ValueError if it is not YAML."""
+    try:
+        return _documents(raw)
+    except (YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _is_kind(doc: Any, kind: str, group: str) -> bool:
+    return (
+        isinstance(doc, Mapping)
+        and doc.get("kind") == kind
+        and str(doc.get("apiVersion", "")).startswith(group + "/")
+    )
+
+
+def _clean_path(path: Any) -> str:
+    return posixpath.normpath(str(path or ".")).lstrip("./") if path else ""
+
+
+@dataclass(frozen=True)
+class _Doc:
+    path: str
+    index: int
+    data: Any
+
+
+class RepoSnapshot:
+    """The repository at one commit of its default branch."""
+
+    def __init__(
+        self,
+        reader: TreeReader,
+        productive_overrides: Mapping[str, bool] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.head = reader.head
+        self._overrides = dict(productive_overrides or {})
+
+    # clusters ---------------------------------------------------------------------------------
+
+    @cached_property
+    def _cluster_files(self) -> dict[str, list[str]]:
+        files: dict[str, list[str]] = {}
+        for path in self.reader.list_files(self.head, "clusters/"):
+            parts = path.split("/")
+            if len(parts) >= 3:
+                files.setdefault(parts[1], []).append(path)
+        return files
+
+    @property
+    def cluster_names(self) -> list[str]:
+        return sorted(self._cluster_files)
+
+    def cluster(self, name: str) -> Cluster | None:
+        """The named cluster, or None when `clusters/<name>/` does not exist."""
+        if name not in self._cluster_files:
+            return None
+        return self._read_cluster(name)
+
+    @cached_property
+    def clusters(self) -> list[Cluster]:
+        return [self._read_cluster(name) for name in self.cluster_names]
+
+    def _read_cluster(self, name: str) -> Cluster:
+        cache = self.__dict__.setdefault("_cluster_cache", {})
+        if name not in cache:
+            cache[name] = self._build_cluster(name)
+        return cache[name]
+
+    def _build_cluster(self, name: str) -> Cluster:
+        yaml_files = [p for p in self._cluster_files[name] if p.endswith(_YAML_SUFFIXES)]
+        apps = self._apps(name)
+        problems: list[str] = []
+        infra_ks: _Doc | None = None
+        # Cheap byte filters first: flux-system/gotk-components.yaml alone is 13,000 lines.
+        for doc in self._docs(yaml_files, b"infrastructure", problems):
+            if _is_kind(doc.data, "Kustomization", "kustomize.toolkit.fluxcd.io") and (
+                _clean_path(_get(doc.data, "spec", "path")) == INFRASTRUCTURE_DIR
+            ):
+                infra_ks = doc
+                break
+        if infra_ks is None:
+            problem = "; ".join(problems) or (
+                f"no Flux Kustomization with `path: ./{INFRASTRUCTURE_DIR}/` under clusters/{name}/"
+            )
+            return Cluster(name, None, self._overrides.get(name, False), {}, apps, problem)
+
+        variables = _get(infra_ks.data, "spec", "postBuild", "substitute") or {}
+        if not isinstance(variables, Mapping):
+            variables = {}
+        productive = self._overrides.get(name, str(variables.get("meta_productive", "")).lower() == "true")
+        source = _get(infra_ks.data, "spec", "sourceRef") or {}
+        source_name = str(_get(source, "name") or "")
+        source_ns = str(_get(source, "namespace") or _get(infra_ks.data, "metadata", "namespace") or "")
+        backref = None
+        if _get(source, "kind") in (None, "GitRepository") and source_name:
+            for doc in self._docs(yaml_files, source_name.encode(), problems):
+                if (
+                    _is_kind(doc.data, "GitRepository", "source.toolkit.fluxcd.io")
+                    and _get(doc.data, "metadata", "name") == source_name
+                    and (_get(doc.data, "metadata", "namespace") or source_ns) == source_ns
+                ):
+                    backref = BackReference(doc.path, doc.index, source_name, read_pin(doc.data))
+                    break
+        problem = "" if backref else (
+            f"the infrastructure Kustomization in {infra_ks.path} takes GitRepository "
+            f"`{source_name}` as source, but no such GitRepository is under clusters/{name}/"
+        )
+        return Cluster(name, backref, productive, dict(variables), apps, problem)
+
+    def _docs(self, paths: list[str], needle: bytes, problems: list[str]) -> Iterator[_Doc]:
+        for path in sorted(paths):
+            raw = self.reader.read(self.head, path)
+            if raw is None or needle not in raw:
+                continue
+            try:
+                docs = documents(raw)
+            except ValueError as exc:
+                problems.append(f"{path} is not valid YAML ({exc})")
+                continue
+            for index, data in enumerate(docs):
+                yield _Doc(path, index, data)
+
+    def _apps(self, name: str) -> tuple[App, ...]:
+        path = f"clusters/{name}/apps/kustomization.yaml"
+        raw = self.reader.read(self.head, path)
+        if raw is None:
+            return ()
+        try:
+            data = documents(raw)[0]
+        except (ValueError, IndexError):
+            return ()
+        values: dict[str, str] = {}
+        for patch in _get(data, "patches") or []:
+            target = _get(patch, "target", "name")
+            if target and _get(patch, "path"):
+                values[str(target)] = posixpath.normpath(f"clusters/{name}/apps/{patch['path']}")
+        apps = []
+        for resource in _get(data, "resources") or []:
+            app_name = posixpath.basename(str(resource).rstrip("/"))
+            apps.append(App(app_name, str(resource), values.get(app_name)))
+        return tuple(apps)
+
+    # versions ---------------------------------------------------------------------------------
+
+    @cached_property
+    def changelog(self) -> dict[str, ChangelogSection]:
+        raw = self.reader.read(self.head, CHANGELOG)
+        return parse_changelog(raw.decode("utf-8", "replace")) if raw else {}
+
+    @cached_property
+    def versions(self) -> list[Version]:
+        """Semver tags, oldest first."""
+        found = []
+        for tag, commit in self.reader.tags().items():
+            parsed = parse_version(tag)
+            if parsed is not None:
+                found.append((parsed, Version(tag, commit, self.changelog.get(normalise(tag)))))
+        return [version for _, version in sorted(found, key=lambda item: item[0])]
+
+    def version(self, text: str) -> Version | None:
+        """The release named `text` (`v0.4.0` or `0.4.0`), or None."""
+        wanted = parse_version(text)
+        if wanted is None:
+            return None
+        return next((v for v in self.versions if parse_version(v.tag) == wanted), None)
+
+    @property
+    def latest(self) -> Version | None:
+        return self.versions[-1] if self.versions else None
+
+    def versions_between(self, old: Version, new: Version) -> list[Version]:
+        """Releases after `old` up to and including `new`, oldest first."""
+        low, high = sorted((parse_version(old.tag), parse_version(new.tag)))
+        return [v for v in self.versions if low < parse_version(v.tag) <= high]
+
+    def components(self, version: Version) -> list[Component]:
+        """Every HelmRelease under `infrastructure/` at that version."""
+        found = []
+        for path in self.reader.list_files(version.commit, INFRASTRUCTURE_DIR + "/"):
+            if not path.endswith(_YAML_SUFFIXES):
+                continue
+            raw = self.reader.read(version.commit, path)
+            if not raw or b"HelmRelease" not in raw:
+                continue
+            try:
+                docs = documents(raw)
+            except ValueError:
+                continue
+            for doc in docs:
+                if _is_kind(doc, "HelmRelease", "helm.toolkit.fluxcd.io"):
+                    found.append(
+                        Component(
+                            name=str(_get(doc, "metadata", "name")),
+                            namespace=str(_get(doc, "metadata", "namespace") or ""),
+                            chart=str(_get(doc, "spec", "chart", "spec", "chart") or ""),
+                            chart_version=str(_get(doc, "spec", "chart", "spec", "version") or "*"),
+                            path=path,
+                        )
+                    )
+        return sorted(found, key=lambda c: (c.name, c.namespace))
+
+    # history ----------------------------------------------------------------------------------
+
+    def pin_history(self, cluster: Cluster) -> Iterator[tuple[str, Pin]]:
+        """(commit, pin) of the cluster's back-reference, newest first, from its file's history."""
+        if cluster.backref is None:
+            return
+        for commit, raw in self.reader.history(self.head, cluster.backref.path):
+            if raw is None:
+                continue
+            try:
+                docs = documents(raw)
+            except ValueError:
+                continue
+            for doc in docs:
+                if _is_kind(doc, "GitRepository", "source.toolkit.fluxcd.io") and (
+                    _get(doc, "metadata", "name") == cluster.backref.name
+                ):
+                    pin = read_pin(doc)
+                    if pin is not None:
+                        yield commit, pin
+                    break
+
+
+def read_pin(git_repository: Any) -> Pin | None:
+    """The `spec.ref` of a GitRepository; Flux's precedence is commit > semver > tag > branch."""
+    ref = _get(git_repository, "spec", "ref")
+    if not isinstance(ref, Mapping):
+        return None
+    for kind in ("commit", "semver", "tag", "branch"):
+        if ref.get(kind) not in (None, ""):
+            return Pin(kind, str(ref[kind]))  # type: ignore[arg-type]
+    return None
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")

@@ -1,0 +1,73 @@
+"""`status [cluster]`: where a cluster (or every cluster) stands against the latest release."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands.args import check_name, resolve_cluster
+from commands.context import CommandSpec, Context
+from commands.model import Cluster, Link, Message
+from commands.repo import RepoSnapshot, parse_version
+
+
+@dataclass(frozen=True)
+class Status:
+    cluster: str = ""
+
+
+def parse(words: list[str]) -> Status:
+    if len(words) > 1:
+        raise SPEC.usage_error("status takes at most one cluster")
+    return Status(check_name(words[0], "cluster") if words else "")
+
+
+def behind(repo: RepoSnapshot, cluster: Cluster) -> str:
+    """How many releases newer than its pin exist: `0`, `2`, or `-` when that has no meaning."""
+    pin = cluster.pin
+    if pin is None or pin.kind != "tag" or parse_version(pin.value) is None:
+        return "-"
+    current = parse_version(pin.value)
+    return str(sum(1 for v in repo.versions if parse_version(v.tag) > current))
+
+
+def run(cmd: Status, ctx: Context) -> Message:
+    repo = ctx.repo
+    latest = repo.latest.tag if repo.latest else "(no releases)"
+    if not cmd.cluster:
+        rows = [("cluster", "pin", "productive", "behind", "open change")]
+        for cluster in repo.clusters:
+            pr = ctx.open_change_for(cluster.name)
+            rows.append((
+                cluster.name,
+                str(cluster.pin) if cluster.pin else "?",
+                "yes" if cluster.productive else "no",
+                behind(repo, cluster),
+                f"#{pr.number}" if pr else "",
+            ))
+        return Message(f"{len(repo.clusters)} clusters · latest release {latest}", table=tuple(rows))
+
+    cluster = resolve_cluster(repo, cmd.cluster)
+    pr = ctx.open_change_for(cluster.name)
+    fields = [
+        ("Pin", str(cluster.pin) if cluster.pin else f"unknown: {cluster.problem}"),
+        ("Productive", "yes" if cluster.productive else "no"),
+        ("Latest release", latest),
+        ("Behind", behind(repo, cluster)),
+        ("Apps", ", ".join(a.name + (" (values)" if a.values_file else "") for a in cluster.apps) or "none"),
+        ("Open change", f"#{pr.number} {pr.title}" if pr else "none"),
+    ]
+    return Message(
+        f"Cluster {cluster.name}",
+        fields=tuple(fields),
+        links=(Link(f"PR #{pr.number}", pr.url),) if pr else (),
+        tone="warning" if cluster.problem else "info",
+    )
+
+
+SPEC = CommandSpec(
+    verb="status",
+    usage="status [cluster]",
+    summary="Show a cluster's pin, productive flag, apps and open change; without a cluster, all of them.",
+    parse=parse,
+    run=run,
+    examples=("status", "status prod-eu"),
+)

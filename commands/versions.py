@@ -1,0 +1,50 @@
+"""`versions`: releases newest first, with their changelog headline and the clusters on them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands.context import CommandSpec, Context
+from commands.model import Message
+
+
+@dataclass(frozen=True)
+class Versions:
+    pass
+
+
+def parse(words: list[str]) -> Versions:
+    if words:
+        raise SPEC.usage_error("versions takes no arguments")
+    return Versions()
+
+
+def run(cmd: Versions, ctx: Context) -> Message:
+    repo = ctx.repo
+    pinned: dict[str, list[str]] = {}
+    for cluster in repo.clusters:
+        if cluster.pin is not None:
+            pinned.setdefault(cluster.pin.value if cluster.pin.kind == "tag" else "", []).append(cluster.name)
+    rows = [("version", "date", "changelog", "clusters")]
+    for version in reversed(repo.versions):
+        section = version.changelog
+        rows.append((
+            version.tag,
+            section.date if section else "",
+            section.headline if section else "(no changelog entry)",
+            ", ".join(pinned.get(version.tag, [])),
+        ))
+    if not repo.versions:
+        return Message("No releases yet", lines=("no git tag of the repo is a semantic version like `v0.1.0`",))
+    unreleased = repo.changelog.get("unreleased")
+    lines = (f"unreleased on the default branch: {len(unreleased.entries)} changelog entries",) if unreleased and unreleased.entries else ()
+    return Message(f"{len(repo.versions)} releases", lines=lines, table=tuple(rows))
+
+
+SPEC = CommandSpec(
+    verb="versions",
+    usage="versions",
+    summary="List releases newest first with their changelog headline and the clusters pinned to each.",
+    parse=parse,
+    run=run,
+    examples=("versions",),
+)
