@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def build_bot(settings: Settings) -> FluxBot:
 def _shell(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     settings.repo = args.repo or settings.repo
+    if args.example:
+        settings.repo = str(_example_path())
+        if not Path(settings.repo).exists():
+            write_example_repo(Path(settings.repo))
     if not settings.repo:
         print("fluxbot shell needs a repository: --repo PATH (try `fluxbot example-repo DIR` first)", file=sys.stderr)
         return 2
@@ -62,6 +67,11 @@ def _shell(args: argparse.Namespace) -> int:
             print(to_text(message), flush=True)
 
 
+def _example_path() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "fluxbot" / "example-repo"
+
+
 def _example_repo(args: argparse.Namespace) -> int:
     try:
         path = write_example_repo(Path(args.dir))
@@ -76,7 +86,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fluxbot", description="ChatOps for Flux GitOps mono-repos.")
     sub = p.add_subparsers(dest="command", required=True)
     shell = sub.add_parser("shell", help="a local chat against a repo on disk; PRs are local branches")
-    shell.add_argument("--repo", help="the mono-repo (a path or git URL)")
+    where = shell.add_mutually_exclusive_group()
+    where.add_argument("--repo", help="the mono-repo (a path or git URL)")
+    where.add_argument("--example", action="store_true", help="use the bundled example repo (created on first use)")
     shell.add_argument("--user", help="who you are in the chat (default: your login)")
     shell.add_argument("--state", help="state dir (SQLite, git cache); default under ~/.local/state/fluxbot")
     shell.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
