@@ -15,10 +15,18 @@ Tone = Literal["info", "success", "warning", "error"]
 class CommandError(Exception):
     """A request fluxbot refuses: `what` went wrong and `hint` says what would work."""
 
+    tone: Tone = "error"
+
     def __init__(self, what: str, hint: str = "") -> None:
         super().__init__(what)
         self.what = what
         self.hint = hint
+
+
+class AlreadyOpen(CommandError):
+    """The very change asked for is already open: a repeat, answered with the existing PR."""
+
+    tone: Tone = "info"
 
 
 @dataclass(frozen=True)
@@ -112,12 +120,23 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
+class ScalarEdit:
+    """The one value a FileEdit changes, so it can be rebuilt if the file moved on meanwhile."""
+
+    document: int
+    key_path: tuple[str, ...]
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class FileEdit:
     """The whole new content of one file, with the content it was planned against."""
 
     path: str
     before: bytes | None  # None: the file is new
     after: bytes
+    scalar: ScalarEdit | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from commands.compare import changelog_lines, component_changes, component_lines
 from commands.context import Context
-from commands.model import ChangePlan, Cluster, CommandError, FileEdit, Version
+from commands.model import AlreadyOpen, ChangePlan, Cluster, CommandError, FileEdit, ScalarEdit, Version
 from commands.repo import parse_version
 from commands.yamledit import replace_scalar
 
@@ -34,9 +34,19 @@ def promotable_pin(cluster: Cluster) -> str:
     return pin.value
 
 
-def ensure_no_open_change(ctx: Context, cluster: Cluster) -> None:
+def branch_name(kind: str, cluster: str, tag: str) -> str:
+    """Deterministic per change, so a repeated request finds the branch and PR it made before."""
+    return f"fluxbot/{'promote' if kind == 'promotion' else kind}-{cluster}-{tag}"
+
+
+def ensure_no_open_change(ctx: Context, cluster: Cluster, branch: str) -> None:
     """One open change per cluster: refuse while another fluxbot PR for it is open."""
     pr = ctx.open_change_for(cluster.name)
+    if pr is not None and pr.branch == branch:
+        raise AlreadyOpen(
+            f"this change is already open: PR #{pr.number} {pr.title} ({pr.url})",
+            "nothing new was made; follow that PR",
+        )
     if pr is not None:
         raise CommandError(
             f"`{cluster.name}` already has an open change: PR #{pr.number} {pr.title} ({pr.url})",
@@ -62,11 +72,12 @@ def plan_pin_change(
     before = repo.reader.read(repo.head, path)
     if before is None:
         raise CommandError(f"{path} vanished from the default branch")
-    after = replace_scalar(before, cluster.backref.document, ("spec", "ref", "tag"), target.tag)
+    key_path = ("spec", "ref", "tag")
+    after = replace_scalar(before, cluster.backref.document, key_path, target.tag)
+    scalar = ScalarEdit(cluster.backref.document, key_path, current, target.tag)
 
     verb = "promote" if kind == "promotion" else "roll back"
     title = f"{'Promote' if kind == 'promotion' else 'Roll back'} {cluster.name} to {target.tag}"
-    short = "promote" if kind == "promotion" else "rollback"
     commit_message = (
         f"chore({cluster.name}): {verb} infrastructure to {target.tag}\n\n"
         f"{current} -> {target.tag}" + (f"\n\nReason: {reason}" if reason else "")
@@ -76,11 +87,11 @@ def plan_pin_change(
     return ChangePlan(
         kind=kind,
         cluster=cluster.name,
-        branch=f"fluxbot/{short}-{cluster.name}-{target.tag}",
+        branch=branch_name(kind, cluster.name, target.tag),
         title=title,
         body=_body(ctx, cluster, current, target, kind, reason, path),
         commit_message=commit_message,
-        edits=(FileEdit(path, before, after),),
+        edits=(FileEdit(path, before, after, scalar),),
         labels=tuple(labels),
         productive=cluster.productive,
         from_version=current,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from commands.args import check_name, cluster_list, resolve_cluster, resolve_version
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, CommandError
-from commands.pinchange import ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
+from commands.pinchange import branch_name, ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def run(cmd: Promote, ctx: Context) -> tuple[ChangePlan, ...]:
                 f"`{target.tag}` is older than `{current}`, which `{name}` runs now",
                 f"to go back, use `rollback {name} to {target.tag}`",
             )
-        ensure_no_open_change(ctx, cluster)
+        ensure_no_open_change(ctx, cluster, branch_name("promotion", name, target.tag))
         checked.append((cluster, current))
     return tuple(plan_pin_change(ctx, cluster, current, target, "promotion") for cluster, current in checked)
 

@@ -48,4 +48,4 @@ def plan(text: str, ctx: Context) -> Outcome:
 
 
 def error_message(error: CommandError) -> Message:
-    return Message(error.what, lines=(error.hint,) if error.hint else (), tone="error")
+    return Message(error.what, lines=(error.hint,) if error.hint else (), tone=error.tone)

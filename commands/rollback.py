@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from commands.args import check_name, resolve_cluster, resolve_version
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, Cluster, CommandError, Version
-from commands.pinchange import ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
+from commands.pinchange import branch_name, ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def run(cmd: Rollback, ctx: Context) -> tuple[ChangePlan, ...]:
             f"`{target.tag}` is newer than `{current}`, which `{cluster.name}` runs now",
             f"to move forward, use `promote {target.tag} to {cluster.name}`",
         )
-    ensure_no_open_change(ctx, cluster)
+    ensure_no_open_change(ctx, cluster, branch_name("rollback", cluster.name, target.tag))
     return (plan_pin_change(ctx, cluster, current, target, "rollback", cmd.reason),)
 
 

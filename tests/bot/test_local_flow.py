@@ -54,7 +54,8 @@ def test_state_survives_a_restart(example_repo: Path, make_bot) -> None:
     say(make_bot(example_repo), "promote v0.4.0 to prod-eu")
     again = make_bot(example_repo)
     assert "1  prod-eu  promotion  Promote prod-eu to v0.4.0  alice" in say(again, "prs")
-    assert "already has an open change: PR #1" in say(again, "promote v0.4.0 to prod-eu", "bob")
+    assert say(again, "promote v0.4.0 to prod-eu", "bob").startswith("• this change is already open: PR #1")
+    assert "already has an open change: PR #1" in say(again, "rollback prod-eu", "bob")
 
 
 def test_a_failed_pr_creation_deletes_the_pushed_branch(example_repo: Path, make_bot, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from commands.context import Context
-from commands.model import ChangePlan, CommandError
+from commands.model import AlreadyOpen, ChangePlan, CommandError, ScalarEdit
 from commands.registry import plan
 from commands.yamledit import load_documents
 from tests.commands.conftest import open_pr
@@ -75,6 +75,18 @@ def test_one_open_change_per_cluster(ctx: Context) -> None:
         plan("promote v0.10.0 to stage", busy)
     assert "PR #7" in error.value.what and "https://forge/pull/7" in error.value.what
     assert single(plan("promote v0.10.0 to prod", busy)).cluster == "prod"
+
+
+def test_the_same_request_again_is_answered_with_its_open_pr(ctx: Context) -> None:
+    repeat = dataclasses.replace(ctx, open_prs=(open_pr("stage", 8, "fluxbot/promote-stage-v0.10.0"),))
+    with pytest.raises(AlreadyOpen) as answer:
+        plan("promote v0.10.0 to stage", repeat)
+    assert answer.value.tone == "info" and "PR #8" in answer.value.what
+
+
+def test_a_plan_records_the_scalar_it_changes(ctx: Context) -> None:
+    (edit,) = single(plan("promote v0.10.0 to stage", ctx)).edits
+    assert edit.scalar == ScalarEdit(1, ("spec", "ref", "tag"), "v0.9.0", "v0.10.0")
 
 
 def test_rollback_without_version_takes_the_previous_pin(ctx: Context) -> None:
