@@ -42,7 +42,7 @@ class FluxBot:
         try:
             messages = self._run(spec, command, user)
         except CommandError as error:
-            self.store.audit(user, text, "refused", reason=error.what)
+            self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
             return [error_message(error)]
         except (WorkspaceError, ForgeError) as error:
             self.store.audit(user, text, "failed", reason=str(error))
@@ -63,14 +63,14 @@ class FluxBot:
             return [outcome]
         if isinstance(outcome, PrAction):
             return [self._act_on_pr(outcome, user)]
-        return [self.open_change(plan, ctx.repo.head, user) for plan in outcome]
+        return [self.open_change(plan, user) for plan in outcome]
 
-    def open_change(self, plan: ChangePlan, base: str, user: str) -> Message:
+    def open_change(self, plan: ChangePlan, user: str) -> Message:
         """Push the plan's branch and open its PR; a branch whose PR failed is deleted again."""
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return _pr_message(existing, plan, "This change is already open")
-        head = self.workspace.push_change(plan, base)
+        head = self.workspace.push_change(plan)
         try:
             pr = self.forge.create(plan, head, user)
         except BaseException:

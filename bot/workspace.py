@@ -5,6 +5,7 @@ Who calls it: `bot.service` (reads and pushes) and `bot.forge.local` (merges).
 """
 from __future__ import annotations
 
+import base64
 import fcntl
 import logging
 import os
@@ -13,12 +14,14 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import git
 from git.exc import GitCommandError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from commands.model import ChangePlan
+from commands.yamledit import rebase_edit
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,8 @@ class WorkspaceError(Exception):
     """A git operation failed in a way the user should hear about (message is safe to show)."""
 
 
-class Conflict(WorkspaceError):
-    """The default branch changed the planned file since the plan was made."""
+class _PushRejected(WorkspaceError):
+    """A push failed; it is tried again a few times, since the remote may just be busy."""
 
 
 class GitReader:
@@ -95,13 +98,37 @@ class GitReader:
 class Workspace:
     """A bare mirror of `origin` under `cache_dir`; every change is made in a fresh worktree."""
 
-    def __init__(self, origin: str, cache_dir: Path, default_branch: str = "") -> None:
+    def __init__(
+        self,
+        origin: str,
+        cache_dir: Path,
+        default_branch: str = "",
+        credentials: Callable[[], str | None] | None = None,
+    ) -> None:
         self.origin = origin
         self.cache_dir = Path(cache_dir)
         self.mirror_path = self.cache_dir / "mirror.git"
         self._configured_branch = default_branch
+        self._credentials = credentials
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
+
+    def _git_env(self) -> dict[str, str]:
+        """Credentials for git over HTTPS as an extra header in the environment.
+
+        The token never appears in a remote URL, a command line (`ps`), git's own error text or
+        the mirror's config; it is read fresh for every call, so refreshed app tokens apply.
+        """
+        token = self._credentials() if self._credentials else None
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if token:
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            env.update(
+                GIT_CONFIG_COUNT="1",
+                GIT_CONFIG_KEY_0="http.extraHeader",
+                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            )
+        return env
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -124,7 +151,7 @@ class Workspace:
         if (self.mirror_path / "HEAD").exists():
             return git.Repo(self.mirror_path)
         try:
-            repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True)
+            repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True, env=self._git_env())
         except GitCommandError as exc:
             shutil.rmtree(self.mirror_path, ignore_errors=True)
             raise WorkspaceError(f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
@@ -136,7 +163,7 @@ class Workspace:
     def refresh(self) -> None:
         """Bring the mirror up to date with origin (branches, tags, deletions)."""
         try:
-            self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin")
+            self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin", env=self._git_env())
         except GitCommandError as exc:
             raise WorkspaceError(f"cannot fetch from the repository: {_git_reason(exc)}") from None
 
@@ -164,28 +191,39 @@ class Workspace:
 
     def branch_head(self, branch: str) -> str | None:
         """The commit a branch points to on origin, or None when origin has no such branch."""
-        out = self.repo.git.ls_remote("--heads", self.origin, f"refs/heads/{branch}")
+        out = self.repo.git.ls_remote("--heads", self.origin, f"refs/heads/{branch}", env=self._git_env())
         return out.split()[0] if out else None
 
-    def push_change(self, plan: ChangePlan, base: str) -> str:
-        """Commit the plan's edits on `base` in a fresh worktree and push its branch; the commit id."""
-        with self.locked(), self._worktree(base) as tree:
-            for edit in plan.edits:
-                target = tree / edit.path
-                current = target.read_bytes() if target.exists() else None
-                if current != edit.before:
-                    raise Conflict(f"{edit.path} changed on the default branch while the change was prepared")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(edit.after)
-            work = git.Repo(tree)
-            work.git.add("--", *[e.path for e in plan.edits])
-            work.git.commit("-q", "--no-verify", "-m", plan.commit_message, env=BOT_IDENTITY)
-            commit = work.head.commit.hexsha
-            try:
-                work.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}")
-            except GitCommandError as exc:
-                raise WorkspaceError(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
-            return commit
+    @retry(
+        retry=retry_if_exception_type(_PushRejected),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    def push_change(self, plan: ChangePlan) -> str:
+        """Commit the plan on the newest default branch in a fresh worktree, push its branch.
+
+        If the default branch moved since the plan was made, the edit is rebuilt on it (a
+        conflicting change to the same value is refused). Returns the pushed commit id.
+        """
+        with self.locked():
+            self.refresh()
+            tip = self.repo.git.rev_parse(f"refs/heads/{self.default_branch}")
+            with self._worktree(tip) as tree:
+                for edit in plan.edits:
+                    target = tree / edit.path
+                    content = rebase_edit(edit, target.read_bytes() if target.exists() else None)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+                work = git.Repo(tree)
+                work.git.add("--", *[e.path for e in plan.edits])
+                work.git.commit("-q", "--no-verify", "-m", plan.commit_message, env=BOT_IDENTITY)
+                commit = work.head.commit.hexsha
+                try:
+                    work.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
+                except GitCommandError as exc:
+                    raise _PushRejected(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+                return commit
 
     def delete_branch(self, branch: str) -> None:
         """Remove a branch from origin (a no-op when it is already gone)."""
@@ -193,7 +231,7 @@ class Workspace:
             if self.branch_head(branch) is None:
                 return
             try:
-                self.repo.git.push(self.origin, f":refs/heads/{branch}")
+                self.repo.git.push(self.origin, f":refs/heads/{branch}", env=self._git_env())
             except GitCommandError as exc:
                 raise WorkspaceError(f"cannot delete the branch {branch}: {_git_reason(exc)}") from None
 
@@ -211,13 +249,14 @@ class Workspace:
                 try:
                     work.git.merge("--no-ff", "-q", "-m", message, f"refs/heads/{branch}", env=BOT_IDENTITY)
                 except GitCommandError:
-                    raise Conflict(f"{branch} does not merge cleanly into {base}") from None
+                    raise WorkspaceError(f"{branch} does not merge cleanly into {base}") from None
                 commit = work.head.commit.hexsha
                 try:
                     work.git.push(
                         "--receive-pack=git -c receive.denyCurrentBranch=updateInstead receive-pack",
                         self.origin,
                         f"{commit}:refs/heads/{base}",
+                        env=self._git_env(),
                     )
                 except GitCommandError as exc:
                     raise WorkspaceError(f"cannot update {base}: {_git_reason(exc)}") from None

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
-from commands.model import CommandError
+from commands.model import CommandError, FileEdit
 
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
 _RESOLVES_TO_NON_STRING = re.compile(
@@ -31,6 +31,37 @@ def decode(raw: bytes) -> str:
 def load_documents(text: str) -> list[Any]:
     """All documents of a YAML stream as plain Python data (`None` for empty documents)."""
     return list(YAML(typ="safe", pure=True).load_all(text))
+
+
+def read_scalar(raw: bytes, document: int, key_path: Sequence[str]) -> object:
+    """The value at `key_path` of document `document`, or None when the file has none there."""
+    try:
+        node: Any = load_documents(decode(raw))[document]
+        for key in key_path:
+            node = node[key]
+    except (YAMLError, UnicodeDecodeError, IndexError, KeyError, TypeError):
+        return None
+    return node
+
+
+def rebase_edit(edit: FileEdit, current: bytes | None) -> bytes:
+    """The edit's new content on top of `current`, the file as it is now on the default branch.
+
+    Unchanged file: the planned bytes. Changed elsewhere: the same value edit, re-applied. The
+    value itself changed by someone else: a conflict, refused.
+    """
+    if current == edit.before:
+        return edit.after
+    scalar = edit.scalar
+    if scalar is None or current is None:
+        raise CommandError(f"{edit.path} changed on the default branch since the change was planned")
+    found = read_scalar(current, scalar.document, scalar.key_path)
+    if found != scalar.old:
+        raise CommandError(
+            f"someone changed `{'.'.join(scalar.key_path)}` in {edit.path} to `{found}` meanwhile (fluxbot expected `{scalar.old}`)",
+            "check the latest state with `status`, then ask again",
+        )
+    return replace_scalar(current, scalar.document, scalar.key_path, scalar.new)
 
 
 def replace_scalar(raw: bytes, document: int, key_path: Sequence[str], new_value: str) -> bytes:

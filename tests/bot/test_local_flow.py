@@ -96,7 +96,7 @@ def test_repeated_request_for_the_same_change_returns_the_open_pr(example_repo: 
     say(bot, "promote v0.4.0 to prod-eu")
     # A retry planned before PR #1 became visible reaches the service with the same branch.
     (retry,) = plan("promote v0.4.0 to prod-eu", Context(bot.snapshot(), "bob"))
-    message = bot.open_change(retry, bot.snapshot().head, "bob")
+    message = bot.open_change(retry, "bob")
     assert message.title.startswith("This change is already open: PR #1")
     assert len(bot.forge.open_prs()) == 1
 
@@ -131,3 +131,34 @@ def test_the_users_repo_is_never_written_by_reads(example_repo: Path, make_bot) 
         assert not say(bot, text).startswith("✗"), text
     assert git(example_repo, "for-each-ref") == before
     assert git(example_repo, "status", "--porcelain") == ""
+
+
+def _commit(repo: Path, path: str, text: str, message: str) -> None:
+    (repo / path).write_text(text)
+    git(repo, "-c", "user.name=someone", "-c", "user.email=s@example.com", "commit", "-qam", message)
+
+
+def test_main_moved_meanwhile_the_change_is_rebuilt_on_the_new_main(example_repo: Path, make_bot) -> None:
+    bot = make_bot(example_repo)
+    (planned,) = plan("promote v0.4.0 to prod-eu", Context(bot.snapshot(), "alice"))
+    infra = "clusters/prod-eu/infrastructure.yaml"
+    _commit(example_repo, infra, "# owned by team eu\n" + (example_repo / infra).read_text(), "docs: owner")
+    message = bot.open_change(planned, "alice")
+    assert message.title.startswith("Opened: PR #1")
+    branch = "fluxbot/promote-prod-eu-v0.4.0"
+    assert git(example_repo, "rev-parse", f"{branch}^") == git(example_repo, "rev-parse", "main")
+    diff = git(example_repo, "diff", f"main...{branch}").splitlines()
+    assert [l for l in diff if l[:1] in "+-" and l[:3] not in ("+++", "---")] == ["-    tag: v0.3.0", "+    tag: v0.4.0"]
+
+
+def test_main_changed_the_same_value_meanwhile_is_a_reported_conflict(example_repo: Path, make_bot) -> None:
+    bot = make_bot(example_repo)
+    (planned,) = plan("promote v0.4.0 to prod-eu", Context(bot.snapshot(), "alice"))
+    infra = "clusters/prod-eu/infrastructure.yaml"
+    _commit(example_repo, infra, (example_repo / infra).read_text().replace("v0.3.0", "v0.2.0"), "hotfix by hand")
+    from commands.model import CommandError
+
+    with pytest.raises(CommandError, match="to `v0.2.0` meanwhile"):
+        bot.open_change(planned, "alice")
+    assert branches(example_repo) == []
+    assert bot.forge.open_prs() == []
