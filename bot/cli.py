@@ -8,7 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from bot.config import ConfigError, Settings, load_settings
+from github import Auth
+
+from bot.config import ConfigError, ForgeSettings, Settings, load_settings
+from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
 from bot.forge.local import LocalForge
 from bot.render import to_text
@@ -18,11 +21,44 @@ from bot.workspace import Workspace, WorkspaceError
 
 
 def build_bot(settings: Settings) -> FluxBot:
-    """Wire the local (credential-free) bot for the repo in `settings`."""
+    """Wire the bot for `settings`: the local forge by default, GitHub when configured."""
+    if settings.forge.type == "github":
+        return _github_bot(settings)
     state = settings.resolved_state_dir()
     store = Store(state / "fluxbot.db")
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
     return FluxBot(workspace, LocalForge(store, workspace), store, settings.productive)
+
+
+def _github_auth(forge: ForgeSettings) -> Auth.Auth:
+    if forge.app_id:
+        try:
+            key = Path(forge.app_private_key_file).read_text()
+        except OSError:
+            raise ConfigError(f"cannot read the GitHub App private key file {forge.app_private_key_file}") from None
+        return Auth.AppAuth(forge.app_id, key).get_installation_auth(int(forge.app_installation_id))
+    token = os.environ.get(forge.token_env, "")
+    if not token:
+        raise ConfigError(f"GitHub is configured but ${forge.token_env} is empty; set it, or configure a GitHub App")
+    return Auth.Token(token)
+
+
+def _github_bot(settings: Settings) -> FluxBot:
+    from bot.forge.github import GitHubForge, git_url_for
+
+    forge_settings = settings.forge
+    auth = _github_auth(forge_settings)
+    REDACTOR.add(getattr(auth, "token", None) if isinstance(auth, Auth.Token) else None)
+    state = settings.state_dir or settings.resolved_state_dir_for(forge_settings.repository)
+    store = Store(Path(state) / "fluxbot.db")
+    git_url = forge_settings.git_url or settings.repo or git_url_for(forge_settings.base_url, forge_settings.repository)
+    holder: dict[str, GitHubForge] = {}
+    workspace = Workspace(git_url, Path(state) / "cache", settings.default_branch,
+                          credentials=lambda: holder["forge"].token())
+    forge = GitHubForge(forge_settings.repository, auth, workspace, forge_settings.base_url,
+                        forge_settings.reviewers_team, forge_settings.seconds_between_writes or None)
+    holder["forge"] = forge
+    return FluxBot(workspace, forge, store, settings.productive)
 
 
 def _shell(args: argparse.Namespace) -> int:
@@ -30,12 +66,12 @@ def _shell(args: argparse.Namespace) -> int:
     settings.repo = args.repo or settings.repo
     if args.example:
         settings.repo = str(_example_path())
-        if not Path(settings.repo).exists():
+        if settings.forge.type == "local" and not Path(settings.repo).exists():
             write_example_repo(Path(settings.repo))
-    if not settings.repo:
+    if not settings.repo and settings.forge.type != "github":
         print("fluxbot shell needs a repository: --repo PATH (try `fluxbot example-repo DIR` first)", file=sys.stderr)
         return 2
-    if not Path(settings.repo).exists():
+    if settings.forge.type == "local" and not Path(settings.repo).exists():
         print(f"fluxbot: {settings.repo} does not exist", file=sys.stderr)
         return 2
     if args.state:
@@ -101,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     try:
         return args.run(args)
     except (ConfigError, WorkspaceError) as exc:

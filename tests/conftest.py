@@ -69,3 +69,46 @@ def make_bot(tmp_path: Path):
         return build_bot(settings)
 
     return make
+
+
+GITHUB_TOKEN = "ghp_standin_token_0123456789"
+
+
+@pytest.fixture
+def github_standin(tmp_path: Path):
+    """A GitHub REST stand-in whose repository is a bare clone of the flux-demo bundle."""
+    import json
+
+    from tests.standins.github import GitHubStandIn
+
+    payloads = shared_file("fixtures/payloads/github/pull_request.opened.json")
+    example = json.loads(payloads.read_text())
+    bundle = shared_file("fixtures/flux-demo.bundle")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(bundle), str(bare))
+    standin = GitHubStandIn("platform", "flux-demo", bare, {
+        "pull_request": example["pull_request"], "repository": example["repository"],
+    }).start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def github_bot(github_standin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A bot wired to the GitHub stand-in through the real PyGithub client."""
+    from bot.cli import build_bot
+    from bot.config import ForgeSettings
+
+    monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
+
+    def make(**forge):
+        settings = Settings(
+            state_dir=tmp_path / "github-state",
+            forge=ForgeSettings(**{
+                "type": "github", "repository": github_standin.full_name, "base_url": github_standin.base_url,
+                "git_url": str(github_standin.bare_repo), "seconds_between_writes": 0, **forge,
+            }),
+        )
+        return build_bot(settings)
+
+    return make

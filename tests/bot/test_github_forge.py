@@ -1,0 +1,192 @@
+"""The GitHub forge against the REST stand-in: real PyGithub, real pushes, every failure clean."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from bot.render import to_text
+from tests.conftest import GITHUB_TOKEN, git
+
+BRANCH = "fluxbot/promote-demo-v0.4.0"
+
+
+def say(bot, text: str, user: str = "alice") -> str:
+    return "\n".join(to_text(m) for m in bot.handle(text, user))
+
+
+def fluxbot_branches(standin) -> list[str]:
+    return [b for b in standin.branches() if b.startswith("fluxbot/")]
+
+
+def test_promote_opens_one_labelled_pr_and_a_repeat_returns_it(github_bot, github_standin) -> None:
+    bot = github_bot(reviewers_team="platform-admins")
+    out = say(bot, "promote v0.4.0 to demo")
+    assert "Opened: PR #1 Promote demo to v0.4.0" in out
+    assert "https://github.example/platform/flux-demo/pull/1" in out
+    (pr,) = github_standin.open_pulls()
+    assert pr["head"]["ref"] == BRANCH and pr["base"]["ref"] == "main"
+    assert [l["name"] for l in pr["labels"]] == ["fluxbot", "promotion", "cluster:demo", "productive"]
+    assert "`v0.3.0` -> `v0.4.0`" in pr["body"] and "Requested by: alice" in pr["body"]
+    assert "Added indirection layer to support dependencies between components." in pr["body"]
+    assert github_standin.reviewers[1] == ["platform-admins"]
+    # the pushed branch is a one-line change on main
+    diff = git(github_standin.bare_repo, "diff", f"main...{BRANCH}").splitlines()
+    assert [l for l in diff if l[:1] in "+-" and l[:3] not in ("+++", "---")] == ["-    tag: v0.3.0", "+    tag: v0.4.0"]
+
+    again = say(bot, "promote v0.4.0 to demo", "bob")
+    assert again.startswith("• this change is already open: PR #1")
+    assert len(github_standin.pulls) == 1
+    assert "already has an open change: PR #1" in say(bot, "rollback demo")
+
+
+def test_prs_and_status_read_open_prs_from_github(github_bot, github_standin) -> None:
+    bot = github_bot()
+    say(bot, "promote v0.4.0 to demo")
+    listing = say(github_bot(), "prs")  # a fresh process knows only what GitHub says
+    assert "1  demo     promotion  Promote demo to v0.4.0  alice" in listing
+    assert "#1" in say(bot, "status")
+
+
+def test_merge_and_close_through_github(github_bot, github_standin) -> None:
+    bot = github_bot()
+    say(bot, "promote v0.4.0 to demo")
+    assert "Merged PR #1" in say(bot, "pr merge 1")
+    assert github_standin.pulls[1]["merged"] is True
+    assert "tag: v0.4.0" in git(github_standin.bare_repo, "show", "main:clusters/demo/infrastructure.yaml")
+    assert "demo     v0.4.0" in say(bot, "status")
+    say(bot, "rollback demo")
+    assert "Closed PR #2" in say(bot, "pr close 2")
+    assert fluxbot_branches(github_standin) == [BRANCH]  # GitHub kept the merged branch; the closed one is gone
+
+
+@pytest.mark.parametrize(
+    "method, route, status, message, headers, says",
+    [
+        ("POST", r"/pulls$", 403, "Resource not accessible by integration", {},
+         "needs `contents: write` and `pull_requests: write`"),
+        ("POST", r"/pulls$", 422, "Validation Failed", {}, "422 Validation Failed"),
+        ("POST", r"/pulls$", 403, "API rate limit exceeded",
+         {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 600)}, "it resets at"),
+        ("POST", r"/labels$", 403, "Resource not accessible by integration", {}, "`issues: write`"),
+    ],
+)
+def test_a_failure_after_the_push_leaves_no_branch_and_no_pr(
+    github_bot, github_standin, method, route, status, message, headers, says
+) -> None:
+    bot = github_bot()
+    github_standin.fail(method, route, status, message, headers)
+    out = say(bot, "promote v0.4.0 to demo")
+    assert out.startswith("✗") and says in out, out
+    assert "nothing was changed" in out
+    assert fluxbot_branches(github_standin) == []
+    assert github_standin.open_pulls() == []
+    # and the next attempt works
+    assert "Opened: PR #" in say(bot, "promote v0.4.0 to demo")
+
+
+@pytest.mark.parametrize(
+    "route, status, says",
+    [
+        (r"/pulls$", 401, "401 Bad credentials"),
+        (r"/flux-demo$", 404, "GitHub has no repository platform/flux-demo"),
+    ],
+)
+def test_failures_before_anything_is_written(github_bot, github_standin, route, status, says) -> None:
+    bot = github_bot()
+    github_standin.fail("GET", route, status, "Bad credentials" if status == 401 else "Not Found", times=5)
+    out = say(bot, "promote v0.4.0 to demo")
+    assert says in out, out
+    assert fluxbot_branches(github_standin) == [] and github_standin.pulls == {}
+
+
+def test_a_wrong_token_is_a_clear_401(github_bot, github_standin, monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong_token_abcdefghij")
+    out = say(github_bot(), "prs")
+    assert "401 Bad credentials" in out and "ghp_wrong_token" not in out
+
+
+def test_github_unreachable(github_bot, github_standin) -> None:
+    bot = github_bot()
+    github_standin.stop()
+    out = say(bot, "promote v0.4.0 to demo")
+    assert "GitHub is unreachable at http://127.0.0.1:" in out
+    assert fluxbot_branches(github_standin) == []
+
+
+def test_a_push_race_rebuilds_the_change_on_the_new_main(github_bot, github_standin, tmp_path) -> None:
+    bot = github_bot()
+    original = bot.workspace.push_change
+    work = tmp_path / "someone"
+
+    def main_moves_first(plan):
+        # Someone else lands a commit on main between our plan and our push.
+        git(tmp_path, "clone", "-q", str(github_standin.bare_repo), str(work))
+        (work / "README.md").write_text("changed meanwhile\n")
+        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "docs: meanwhile")
+        git(work, "push", "-q", "origin", "main")
+        return original(plan)
+
+    bot.workspace.push_change = main_moves_first
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    main = git(github_standin.bare_repo, "rev-parse", "main")
+    assert git(github_standin.bare_repo, "rev-parse", f"{BRANCH}^") == main
+
+
+def test_a_real_conflict_is_reported_not_forced(github_bot, github_standin, tmp_path) -> None:
+    bot = github_bot()
+    original = bot.workspace.push_change
+    work = tmp_path / "someone"
+
+    def someone_promotes_by_hand(plan):
+        git(tmp_path, "clone", "-q", str(github_standin.bare_repo), str(work))
+        infra = work / "clusters/demo/infrastructure.yaml"
+        infra.write_text(infra.read_text().replace("tag: v0.3.0", "tag: v0.2.0"))
+        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "hotfix")
+        git(work, "push", "-q", "origin", "main")
+        return original(plan)
+
+    bot.workspace.push_change = someone_promotes_by_hand
+    out = say(bot, "promote v0.4.0 to demo")
+    assert "to `v0.2.0` meanwhile" in out
+    assert fluxbot_branches(github_standin) == [] and github_standin.pulls == {}
+
+
+def test_enterprise_base_url_with_api_v3(github_bot, github_standin) -> None:
+    github_standin.api_prefix = "/api/v3"
+    bot = github_bot(base_url=github_standin.base_url + "/api/v3")
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    assert github_standin.open_pulls()[0]["url"].startswith(github_standin.base_url + "/api/v3/repos/")
+
+
+def test_github_app_installation_token(github_bot, github_standin, tmp_path, monkeypatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    monkeypatch.delenv("GITHUB_TOKEN")
+    bot = github_bot(app_id="4242", app_private_key_file=str(pem), app_installation_id=77)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    token_calls = [r for r in github_standin.requests if r.path == "/app/installations/77/access_tokens"]
+    assert token_calls and token_calls[0].headers["authorization"].startswith("Bearer ")
+    api_calls = [r for r in github_standin.requests if r.path.startswith("/repos/")]
+    assert api_calls and all(r.headers["authorization"] == "token ghs_installation_1" for r in api_calls)
+
+
+def test_every_request_carries_the_token_and_it_never_leaks(github_bot, github_standin, caplog, tmp_path) -> None:
+    caplog.set_level(logging.DEBUG)
+    bot = github_bot()
+    replies = [say(bot, t) for t in ("promote v0.4.0 to demo", "prs", "status demo", "pr merge 1", "promote v9 to demo")]
+    github_standin.fail("POST", r"/pulls$", 403, "Resource not accessible by integration")
+    replies.append(say(bot, "rollback demo"))
+    assert all(r.headers.get("authorization") == f"token {GITHUB_TOKEN}" for r in github_standin.requests)
+    bodies = [p["body"] for p in github_standin.pulls.values()]
+    logged = caplog.text + "\n".join(str(r.__dict__) for r in caplog.records)
+    mirror_config = (tmp_path / "github-state" / "cache" / "mirror.git" / "config").read_text()
+    audit = "\n".join(str(dict(r)) for r in bot.store.audit_log(50))
+    for text in replies + bodies + [logged, mirror_config, audit]:
+        assert GITHUB_TOKEN not in text
