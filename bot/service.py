@@ -1,8 +1,8 @@
 """The application service: one chat request in, the messages to send back out.
 
-Transports (shell, Slack) call `FluxBot.handle`; it reads the repo, asks the pure planner in
-`commands/`, and carries the resulting plans out through the workspace and the forge. Every
-request ends in a message and an audit record, whatever fails.
+Transports (shell, Slack) call `FluxBot.handle`; it checks permissions, reads the repo, asks the
+pure planner in `commands/`, and carries the resulting plans out through the workspace and the
+forge. Every request ends in a response and an audit record, whatever fails.
 """
 from __future__ import annotations
 
@@ -16,10 +16,30 @@ from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, CommandError, Link, Message, PrAction, PullRequest
+from commands.permissions import Policy, decide
 from commands.registry import error_message, parse
 from commands.repo import RepoSnapshot
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat request, as a transport hands it over (identity is the transport's verified ID)."""
+
+    text: str
+    user: str
+    channel: str = ""
+    groups: frozenset[str] = frozenset()
+    confirm_risky: bool = False  # the transport can ask before touching a productive cluster
+    confirmed: bool = False  # ...and the requester already said yes
+
+
+@dataclass
+class Response:
+    messages: list[Message] = field(default_factory=list)
+    confirmation: Message | None = None  # ask the requester first; nothing was written
+    prs: list[PullRequest] = field(default_factory=list)  # opened (or found open) by this request
 
 
 @dataclass
@@ -28,55 +48,76 @@ class FluxBot:
     forge: Forge
     store: Store
     productive_overrides: Mapping[str, bool] = field(default_factory=dict)
+    policy: Policy = field(default_factory=lambda: Policy(trusted=True))
 
     def snapshot(self) -> RepoSnapshot:
         return RepoSnapshot(self.workspace.reader(), self.productive_overrides)
 
     def handle(self, text: str, user: str) -> list[Message]:
-        """Run one chat command for `user`; never raises, always answers."""
+        """The shell's entry point: run `text` for `user`, return the replies."""
+        return self.respond(Request(text, user)).messages
+
+    def respond(self, request: Request) -> Response:
+        """Run one chat request; never raises, always answers, always audits."""
+        text, user = request.text, request.user
         try:
             spec, command = parse(text)
-        except CommandError as error:
-            self.store.audit(user, text, "refused", reason=error.what)
-            return [error_message(error)]
-        try:
-            messages = self._run(spec, command, user)
+            response = self._run(spec, command, request)
         except CommandError as error:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
-            return [error_message(error)]
+            return Response([error_message(error)])
         except (WorkspaceError, ForgeError) as error:
             self.store.audit(user, text, "failed", reason=str(error))
-            return [Message(str(error), lines=("nothing was changed; try again, or check the repository",), tone="error")]
+            return Response([Message(str(error), lines=("nothing was changed; try again, or check the repository",), tone="error")])
         except Exception:
             incident = uuid.uuid4().hex[:8]
-            log.exception("command failed", extra={"incident": incident, "user": user, "command": text})
+            log.exception("command failed (incident %s, user %s)", incident, user)
             self.store.audit(user, text, "error", incident=incident)
-            return [Message(f"fluxbot hit an internal error (incident {incident})",
-                            lines=("nothing was changed; the incident id is in fluxbot's log",), tone="error")]
-        self.store.audit(user, text, "ok", replies=[m.title for m in messages])
-        return messages
+            return Response([Message(f"fluxbot hit an internal error (incident {incident})",
+                                     lines=("nothing was changed; the incident id is in fluxbot's log",), tone="error")])
+        outcome = "awaiting confirmation" if response.confirmation else "ok"
+        self.store.audit(user, text, outcome, replies=[m.title for m in response.messages],
+                         prs=[pr.number for pr in response.prs])
+        return response
 
-    def _run(self, spec: CommandSpec, command: Any, user: str) -> list[Message]:
-        ctx = Context(self.snapshot(), user, tuple(self.forge.open_prs()))
+    def _run(self, spec: CommandSpec, command: Any, request: Request) -> Response:
+        open_prs = tuple(self.forge.open_prs())
+        self._authorize(spec, command, request, open_prs)
+        ctx = Context(self.snapshot(), request.user, open_prs)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
-            return [outcome]
+            return Response([outcome])
         if isinstance(outcome, PrAction):
-            return [self._act_on_pr(outcome, user)]
-        return [self.open_change(plan, user) for plan in outcome]
+            return Response([self._act_on_pr(outcome, request.user)])
+        if request.confirm_risky and not request.confirmed and any(p.productive for p in outcome):
+            return Response(confirmation=_confirmation(outcome, request))
+        response = Response()
+        for plan in outcome:
+            pr, message = self.open_change(plan, request.user)
+            response.prs.append(pr)
+            response.messages.append(message)
+        return response
 
-    def open_change(self, plan: ChangePlan, user: str) -> Message:
+    def _authorize(self, spec: CommandSpec, command: Any, request: Request, open_prs: tuple[PullRequest, ...]) -> None:
+        targets = spec.targets(command)
+        if isinstance(command, PrAction):
+            targets = tuple(pr.cluster for pr in open_prs if pr.number == command.number)
+        decision = decide(self.policy, spec.action, targets, request.user, request.groups, request.channel)
+        if not decision.allowed:
+            raise CommandError(f"you may not run `{spec.verb}` here", decision.reason)
+
+    def open_change(self, plan: ChangePlan, user: str) -> tuple[PullRequest, Message]:
         """Push the plan's branch and open its PR; a branch whose PR failed is deleted again."""
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
-            return _pr_message(existing, plan, "This change is already open")
+            return existing, _pr_message(existing, plan, "This change is already open")
         head = self.workspace.push_change(plan)
         try:
             pr = self.forge.create(plan, head, user)
         except BaseException:
             self.workspace.delete_branch(plan.branch)
             raise
-        return _pr_message(pr, plan, "Opened")
+        return pr, _pr_message(pr, plan, "Opened")
 
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":
@@ -84,6 +125,18 @@ class FluxBot:
             return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),), tone="success")
         pr = self.forge.close(action.number, user)
         return Message(f"Closed PR #{pr.number}: {pr.title}", lines=(f"branch {pr.branch} deleted",))
+
+
+def _confirmation(plans: tuple[ChangePlan, ...], request: Request) -> Message:
+    productive = [p.cluster for p in plans if p.productive]
+    return Message(
+        f"Confirm: {request.text.strip()}",
+        lines=tuple(f"{p.title}: `{p.from_version}` -> `{p.to_version}`" + (" (productive)" if p.productive else "")
+                    for p in plans),
+        fields=(("Productive clusters", ", ".join(productive)), ("Requested by", f"<@{request.user}>")),
+        context="Only the requester can confirm. Nothing is written until then.",
+        tone="warning",
+    )
 
 
 def _pr_message(pr: PullRequest, plan: ChangePlan, verb: str) -> Message:

@@ -31,6 +31,7 @@ class CommandSpec:
     run: Callable[[Any, Context], Outcome]
     examples: tuple[str, ...] = ()
     action: str | None = None  # the permission a write needs; None for read-only commands
+    targets: Callable[[Any], tuple[str, ...]] = lambda command: ()  # clusters it would change
 
     def usage_error(self, what: str) -> CommandError:
         return CommandError(what, f"usage: `{self.usage}`" + (f", for example `{self.examples[0]}`" if self.examples else ""))

@@ -54,4 +54,5 @@ SPEC = CommandSpec(
     run=run,
     examples=("promote v0.4.0 to prod-eu", "promote v0.4.0 to demo, prod-eu"),
     action="promote",
+    targets=lambda cmd: cmd.clusters,
 )

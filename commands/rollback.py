@@ -72,4 +72,5 @@ SPEC = CommandSpec(
     run=run,
     examples=("rollback prod-eu", "rollback prod-eu to v0.2.0 because nginx crashloop"),
     action="rollback",
+    targets=lambda cmd: (cmd.cluster,),
 )

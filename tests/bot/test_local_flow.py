@@ -96,7 +96,7 @@ def test_repeated_request_for_the_same_change_returns_the_open_pr(example_repo: 
     say(bot, "promote v0.4.0 to prod-eu")
     # A retry planned before PR #1 became visible reaches the service with the same branch.
     (retry,) = plan("promote v0.4.0 to prod-eu", Context(bot.snapshot(), "bob"))
-    message = bot.open_change(retry, "bob")
+    _pr, message = bot.open_change(retry, "bob")
     assert message.title.startswith("This change is already open: PR #1")
     assert len(bot.forge.open_prs()) == 1
 
@@ -143,7 +143,7 @@ def test_main_moved_meanwhile_the_change_is_rebuilt_on_the_new_main(example_repo
     (planned,) = plan("promote v0.4.0 to prod-eu", Context(bot.snapshot(), "alice"))
     infra = "clusters/prod-eu/infrastructure.yaml"
     _commit(example_repo, infra, "# owned by team eu\n" + (example_repo / infra).read_text(), "docs: owner")
-    message = bot.open_change(planned, "alice")
+    _pr, message = bot.open_change(planned, "alice")
     assert message.title.startswith("Opened: PR #1")
     branch = "fluxbot/promote-prod-eu-v0.4.0"
     assert git(example_repo, "rev-parse", f"{branch}^") == git(example_repo, "rev-parse", "main")
