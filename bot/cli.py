@@ -10,7 +10,7 @@ from pathlib import Path
 
 from github import Auth
 
-from bot.config import ConfigError, ForgeSettings, Settings, load_settings
+from bot.config import ConfigError, ForgeSettings, Settings, SlackSettings, load_settings
 from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
 from bot.forge.local import LocalForge
@@ -18,6 +18,7 @@ from bot.render import to_text
 from bot.service import FluxBot
 from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
+from commands.permissions import Policy
 
 
 def build_bot(settings: Settings) -> FluxBot:
@@ -27,7 +28,7 @@ def build_bot(settings: Settings) -> FluxBot:
     state = settings.resolved_state_dir()
     store = Store(state / "fluxbot.db")
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
-    return FluxBot(workspace, LocalForge(store, workspace), store, settings.productive)
+    return FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
 
 
 def _github_auth(forge: ForgeSettings) -> Auth.Auth:
@@ -58,7 +59,7 @@ def _github_bot(settings: Settings) -> FluxBot:
     forge = GitHubForge(forge_settings.repository, auth, workspace, forge_settings.base_url,
                         forge_settings.reviewers_team, forge_settings.seconds_between_writes or None)
     holder["forge"] = forge
-    return FluxBot(workspace, forge, store, settings.productive)
+    return FluxBot(workspace, forge, store, settings.productive, settings.policy)
 
 
 def _shell(args: argparse.Namespace) -> int:
@@ -76,6 +77,9 @@ def _shell(args: argparse.Namespace) -> int:
         return 2
     if args.state:
         settings.state_dir = Path(args.state)
+    # The shell's user is whoever runs it on their own machine; its --user is not verified, so
+    # permission rules (which name Slack IDs) cannot apply: it is trusted like `git push` is.
+    settings.policy = Policy(trusted=True)
     bot = build_bot(settings)
     user = args.user or getpass.getuser()
     interactive = sys.stdin.isatty()
@@ -101,6 +105,48 @@ def _shell(args: argparse.Namespace) -> int:
             print(f"> {line}")
         for message in bot.handle(line, user):
             print(to_text(message), flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.server import build_server
+    from bot.slack import SlackTransport, slack_token_problem, web_client
+
+    settings = load_settings(args.config)
+    settings.repo = args.repo or settings.repo
+    if args.state:
+        settings.state_dir = Path(args.state)
+    if not settings.repo and settings.forge.type != "github":
+        print("fluxbot serve needs a repository: --repo PATH or `repo:` in the config file", file=sys.stderr)
+        return 2
+    slack = SlackSettings.from_env(settings.confirm_ttl_seconds)
+    missing = [name for name, value in (("SLACK_BOT_TOKEN", slack.bot_token), ("SLACK_SIGNING_SECRET", slack.signing_secret))
+               if not value]
+    if args.socket_mode and not slack.app_token:
+        missing.append("SLACK_APP_TOKEN")
+    if missing:
+        print(f"fluxbot serve needs {', '.join(missing)} in the environment", file=sys.stderr)
+        return 2
+    REDACTOR.add(slack.bot_token, slack.signing_secret, slack.app_token)
+    client = web_client(slack)
+    problem = slack_token_problem(client)
+    if problem:
+        print(f"fluxbot: cannot verify SLACK_BOT_TOKEN with Slack at {client.base_url} ({problem})", file=sys.stderr)
+        return 2
+    bot = build_bot(settings)
+    transport = SlackTransport(bot, bot.store, slack, client)
+    if args.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        logging.getLogger("bot").info("connecting to Slack in Socket Mode")
+        SocketModeHandler(transport.app, slack.app_token).start()
+        return 0
+    server = build_server(transport.app, args.host, args.port)
+    print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
+    try:
+        server.run()
+    finally:
+        server.close()
+    return 0
 
 
 def _example_path() -> Path:
@@ -129,6 +175,14 @@ def parser() -> argparse.ArgumentParser:
     shell.add_argument("--state", help="state dir (SQLite, git cache); default under ~/.local/state/fluxbot")
     shell.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
     shell.set_defaults(run=_shell)
+    serve = sub.add_parser("serve", help="serve Slack (HTTP mode, or Socket Mode) with the configured forge")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--socket-mode", action="store_true", help="connect out to Slack with SLACK_APP_TOKEN")
+    serve.add_argument("--repo", help="the mono-repo, when there is no config file")
+    serve.add_argument("--state", help="state dir (SQLite, git cache)")
+    serve.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
+    serve.set_defaults(run=_serve)
     example = sub.add_parser("example-repo", help="write an example Flux mono-repo to DIR")
     example.add_argument("dir")
     example.set_defaults(run=_example_repo)

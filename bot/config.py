@@ -9,6 +9,43 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from commands.permissions import Policy, Rule
+
+_ACTIONS = {"promote", "rollback", "release", "onboard", "app", "reconcile", "approve", "merge", "*"}
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+        return tuple(str(v) for v in value)
+    raise ConfigError(f"{where} must be a string or a list of strings")
+
+
+def _policy(data: Any, path: str) -> Policy:
+    if not isinstance(data, dict):
+        raise ConfigError(f"`permissions` in {path} must be a mapping")
+    rules = []
+    for index, rule in enumerate(data.get("rules") or []):
+        where = f"permissions.rules[{index}] in {path}"
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        actions = _strings(rule.get("actions", rule.get("action")), f"{where}.actions")
+        unknown = sorted(set(actions) - _ACTIONS)
+        if not actions or unknown:
+            raise ConfigError(f"{where}: unknown or missing actions {unknown}; use some of {sorted(_ACTIONS)}")
+        rules.append(Rule(
+            actions=actions,
+            clusters=_strings(rule.get("clusters", "*"), f"{where}.clusters"),
+            users=_strings(rule.get("users"), f"{where}.users"),
+            groups=_strings(rule.get("groups"), f"{where}.groups"),
+            channels=_strings(rule.get("channels"), f"{where}.channels"),
+        ))
+    read = _strings(data.get("read_channels", "*"), f"permissions.read_channels in {path}")
+    return Policy(rules=tuple(rules), read_channels=read)
+
 
 class ConfigError(Exception):
     """The configuration is wrong; the message says where and what would work."""
@@ -31,12 +68,36 @@ class ForgeSettings:
 
 
 @dataclass
+class SlackSettings:
+    """Slack credentials come from the environment only, never from the config file."""
+
+    bot_token: str = ""
+    signing_secret: str = ""
+    app_token: str = ""
+    api_url: str = ""  # FLUXBOT_SLACK_API_URL: another Web API base (tests, enterprise proxies)
+    confirm_ttl_seconds: float = 600.0
+    group_cache_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, confirm_ttl_seconds: float = 600.0) -> "SlackSettings":
+        return cls(
+            bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
+            signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
+            app_token=os.environ.get("SLACK_APP_TOKEN", ""),
+            api_url=os.environ.get("FLUXBOT_SLACK_API_URL", ""),
+            confirm_ttl_seconds=confirm_ttl_seconds,
+        )
+
+
+@dataclass
 class Settings:
     repo: str = ""
     state_dir: Path | None = None
     default_branch: str = ""
     productive: dict[str, bool] = field(default_factory=dict)  # per-cluster overrides
     forge: ForgeSettings = field(default_factory=ForgeSettings)
+    policy: Policy = field(default_factory=Policy)  # deny-by-default until rules are configured
+    confirm_ttl_seconds: float = 600.0
 
     def resolved_state_dir(self) -> Path:
         """The state dir: configured, or one per repo under the user's state home."""
@@ -82,6 +143,8 @@ def load_settings(path: str | None) -> Settings:
         raise ConfigError(f"forge.type in {path} is `{settings.forge.type}`; use `local` or `github`")
     if settings.forge.type == "github" and "/" not in settings.forge.repository:
         raise ConfigError(f"forge.repository in {path} must be `owner/name` for GitHub")
+    settings.policy = _policy(data.get("permissions") or {}, path)
+    settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and "productive" in cluster:
             if not isinstance(cluster["productive"], bool):

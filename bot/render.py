@@ -14,13 +14,14 @@ def to_text(message: Message) -> str:
         width = max(len(label) for label, _ in message.fields)
         out += [f"  {label + ':':<{width + 1}} {value}" for label, value in message.fields]
     if message.table:
-        out += [f"  {row}" for row in _table(message.table)]
+        out += [f"  {row}" for row in table_lines(message.table)]
     out += [f"  -> {link.label}: {link.url}" for link in message.links]
     if message.context:
         out.append(f"  ({message.context})")
     return "\n".join(out)
 
 
-def _table(rows: tuple[tuple[str, ...], ...]) -> list[str]:
+def table_lines(rows: tuple[tuple[str, ...], ...]) -> list[str]:
+    """Rows as aligned columns (first row the header)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -31,6 +31,33 @@ CREATE TABLE IF NOT EXISTS local_prs (
 );
 -- one open change per cluster, enforced by the database as well as by the planner
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_pr_per_cluster ON local_prs(cluster) WHERE state = 'open';
+-- every webhook or chat delivery seen, so a retry or redelivery never repeats work
+CREATE TABLE IF NOT EXISTS deliveries (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+);
+-- the chat thread of the request that opened a PR: later updates about the PR go there
+CREATE TABLE IF NOT EXISTS threads (
+    forge TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (forge, number)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -77,6 +104,50 @@ class Store:
 
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         return self._connection().execute(sql, args).fetchall()
+
+    # deliveries, confirmations, threads ---------------------------------------------------
+
+    def first_delivery(self, source: str, delivery_id: str) -> bool:
+        """Record a delivery; False when it was seen before (a retry or redelivery)."""
+        with self.transaction() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO deliveries (source, id, at) VALUES (?, ?, ?)",
+                                (source, delivery_id, now()))
+            return cursor.rowcount == 1
+
+    def add_confirmation(self, cid: str, user: str, channel: str, thread_ts: str, text: str,
+                         created: float, ttl: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO confirmations (id, user, channel, thread_ts, text, created, expires)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (cid, user, channel, thread_ts, text, created, created + ttl))
+
+    def settle_confirmation(self, cid: str, user: str, at: float, outcome: str) -> tuple[str, sqlite3.Row | None]:
+        """Move a pending confirmation to `outcome` ('confirmed'/'cancelled') if `user` may.
+
+        Returns ('ok' | 'unknown' | 'not_requester' | 'expired' | 'settled', row); atomic, so a
+        double click confirms once.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM confirmations WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                return "unknown", None
+            if row["state"] != "pending":
+                return "settled", row
+            if row["user"] != user:
+                return "not_requester", row
+            if at > row["expires"]:
+                db.execute("UPDATE confirmations SET state = 'expired' WHERE id = ?", (cid,))
+                return "expired", row
+            db.execute("UPDATE confirmations SET state = ? WHERE id = ?", (outcome, cid))
+            return "ok", row
+
+    def link_thread(self, forge: str, number: int, channel: str, thread_ts: str, requester: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO threads (forge, number, channel, thread_ts, requester, created)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", (forge, number, channel, thread_ts, requester, now()))
+
+    def thread_for(self, forge: str, number: int) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM threads WHERE forge = ? AND number = ?", forge, number)
+        return rows[0] if rows else None
 
     # audit ------------------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Workspace:
         self._credentials = credentials
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
+        self._readers = threading.local()
 
     def _git_env(self) -> dict[str, str]:
         """Credentials for git over HTTPS as an extra header in the environment.
@@ -187,7 +188,15 @@ class Workspace:
                 head = self.repo.git.rev_parse("--verify", f"refs/heads/{branch}^{{commit}}")
             except GitCommandError:
                 raise WorkspaceError(f"the repository has no branch `{branch}`") from None
-            return GitReader(self.repo, head)
+            return GitReader(self._reader_repo(), head)
+
+    def _reader_repo(self) -> git.Repo:
+        # GitPython's object reader is one persistent `git cat-file --batch` per Repo and is not
+        # thread-safe, so every thread reads through its own Repo (and its own cat-file).
+        repo = getattr(self._readers, "repo", None)
+        if repo is None:
+            repo = self._readers.repo = git.Repo(self.repo.git_dir)
+        return repo
 
     def branch_head(self, branch: str) -> str | None:
         """The commit a branch points to on origin, or None when origin has no such branch."""

@@ -10,6 +10,7 @@ import pytest
 
 from bot.config import Settings
 from bot.example_repo import write_example_repo
+from commands.permissions import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -65,6 +66,7 @@ def make_bot(tmp_path: Path):
     from bot.cli import build_bot
 
     def make(repo: Path, **overrides):
+        overrides.setdefault("policy", Policy(trusted=True))
         settings = Settings(repo=str(repo), state_dir=tmp_path / f"state-{repo.name}", **overrides)
         return build_bot(settings)
 
@@ -104,6 +106,7 @@ def github_bot(github_standin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     def make(**forge):
         settings = Settings(
             state_dir=tmp_path / "github-state",
+            policy=Policy(trusted=True),
             forge=ForgeSettings(**{
                 "type": "github", "repository": github_standin.full_name, "base_url": github_standin.base_url,
                 "git_url": str(github_standin.bare_repo), "seconds_between_writes": 0, **forge,
@@ -112,3 +115,113 @@ def github_bot(github_standin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return build_bot(settings)
 
     return make
+
+
+SLACK_SIGNING_SECRET = "s"
+SLACK_BOT_TOKEN = "xoxb-test"
+
+
+@pytest.fixture
+def slack_standin():
+    from tests.standins.slack import SlackStandIn
+
+    standin = SlackStandIn(token=SLACK_BOT_TOKEN).start()
+    yield standin
+    standin.stop()
+
+
+class SlackHarness:
+    """The real HTTP app with a SlackTransport, and helpers that post signed Slack requests to it."""
+
+    def __init__(self, transport, port: int, standin) -> None:
+        import json as _json
+        from urllib.parse import parse_qsl
+
+        self.transport, self.standin = transport, standin
+        self.url = f"http://127.0.0.1:{port}/slack/events"
+        slash = shared_file("fixtures/payloads/slack/slash_command.urlencoded.txt").read_text()
+        self._slash = dict(parse_qsl(slash))
+        self._action = _json.loads(shared_file("fixtures/payloads/slack/block_actions.button.json").read_text())
+        self._event = _json.loads(shared_file("fixtures/payloads/slack/app_mention.event_callback.json").read_text())
+        self._counter = 0
+
+    def post(self, body: str, content_type: str, secret: str = SLACK_SIGNING_SECRET, timestamp: int | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, str]:
+        import time as _time
+        import urllib.error
+        import urllib.request
+
+        from slack_sdk.signature import SignatureVerifier
+
+        ts = str(timestamp if timestamp is not None else int(_time.time()))
+        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+        request = urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
+            **(headers or {}),
+        })
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def command(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", trigger_id: str = "", **kw):
+        from urllib.parse import urlencode
+
+        self._counter += 1
+        fields = {**self._slash, "command": "/flux", "text": text, "user_id": user, "channel_id": channel,
+                  "trigger_id": trigger_id or f"trigger.{self._counter}",
+                  "response_url": f"{self.standin.url}/response/{self._counter}"}
+        return self.post(urlencode(fields), "application/x-www-form-urlencoded", **kw)
+
+    def mention(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", event_id: str = "Ev1", **kw):
+        import copy
+        import json as _json
+
+        body = copy.deepcopy(self._event)
+        body["event"].update(text=f"<@UBOT> {text}", user=user, channel=channel)
+        body["event_id"] = event_id
+        return self.post(_json.dumps(body), "application/json", **kw)
+
+    def click(self, action_id: str, value: str, user: str, channel: str = "C_OPS", message_ts: str = "1.2"):
+        import copy
+        import json as _json
+        from urllib.parse import quote
+
+        body = copy.deepcopy(self._action)
+        body["user"].update(id=user)
+        body["actions"][0].update(action_id=action_id, value=value, block_id="fluxbot")
+        body["channel"]["id"] = channel
+        body["container"].update(channel_id=channel, message_ts=message_ts)
+        body["response_url"] = f"{self.standin.url}/response/action"
+        return self.post(f"payload={quote(_json.dumps(body))}", "application/x-www-form-urlencoded")
+
+    def thread_texts(self, root_ts: str) -> list[str]:
+        return [p["text"] for p in self.standin.posts() if p.get("thread_ts") == root_ts]
+
+
+@pytest.fixture
+def slack_app(slack_standin, example_repo: Path, tmp_path: Path):
+    """Start the real HTTP app (waitress + Bolt) for a repo and a permission policy."""
+    import threading
+
+    from bot.cli import build_bot
+    from bot.config import SlackSettings
+    from bot.server import build_server
+    from bot.slack import SlackTransport
+
+    servers = []
+
+    def start(policy: Policy, repo: Path | None = None, ttl: float = 600.0, clock=None) -> SlackHarness:
+        bot = build_bot(Settings(repo=str(repo or example_repo), state_dir=tmp_path / "slack-state", policy=policy))
+        settings = SlackSettings(bot_token=SLACK_BOT_TOKEN, signing_secret=SLACK_SIGNING_SECRET,
+                                 api_url=slack_standin.api_url, confirm_ttl_seconds=ttl)
+        transport = SlackTransport(bot, bot.store, settings, **({"clock": clock} if clock else {}))
+        server = build_server(transport.app, "127.0.0.1", 0)
+        threading.Thread(target=server.run, daemon=True).start()
+        servers.append(server)
+        return SlackHarness(transport, server.effective_port, slack_standin)
+
+    yield start
+    for server in servers:
+        server.close()

@@ -162,3 +162,14 @@ def test_main_changed_the_same_value_meanwhile_is_a_reported_conflict(example_re
         bot.open_change(planned, "alice")
     assert branches(example_repo) == []
     assert bot.forge.open_prs() == []
+
+
+def test_concurrent_requests_read_the_repo_safely(example_repo: Path, make_bot) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bot = make_bot(example_repo)
+    texts = ["status", "versions", "diff v0.1.0 v0.4.0", "status prod-eu"] * 6
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda t: say(bot, t), texts))
+    assert not [r for r in replies if r.startswith("✗")]
+    assert all("3 clusters" in r for r, t in zip(replies, texts) if t == "status")
