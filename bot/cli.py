@@ -6,6 +6,9 @@ import getpass
 import logging
 import os
 import sys
+import threading
+import time
+from typing import Any
 from pathlib import Path
 
 from github import Auth
@@ -140,13 +143,39 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("bot").info("connecting to Slack in Socket Mode")
         SocketModeHandler(transport.app, slack.app_token).start()
         return 0
-    server = build_server(transport.app, args.host, args.port)
+    webhook = _change_gate(settings, bot, transport)
+    server = build_server(transport.app, args.host, args.port, webhook=webhook)
     print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
     try:
         server.run()
     finally:
         server.close()
     return 0
+
+
+def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
+    """Wire the change gate and `/github/webhook` when GitHub and a webhook secret are configured."""
+    secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
+    if settings.forge.type != "github" or not secret:
+        return None
+    from bot.gate import ChangeGate
+    from bot.webhooks import GitHubWebhook
+
+    REDACTOR.add(secret)
+    gate = ChangeGate(bot, bot.store, transport, settings.gate)
+    transport.gate = gate
+
+    def upkeep() -> None:
+        gate.catch_up()
+        while True:
+            time.sleep(60)
+            try:
+                gate.sweep()
+            except Exception:
+                logging.getLogger(__name__).exception("sweeping expired change requests failed")
+
+    threading.Thread(target=upkeep, name="gate-upkeep", daemon=True).start()
+    return GitHubWebhook(secret, bot.store, gate.on_event)
 
 
 def _example_path() -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
 
 _ACTIONS = {"promote", "rollback", "release", "onboard", "app", "reconcile", "approve", "merge", "*"}
@@ -22,6 +23,24 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
         return tuple(str(v) for v in value)
     raise ConfigError(f"{where} must be a string or a list of strings")
+
+
+def _gate(data: Any, identities: Any, path: str) -> GateSettings:
+    if not isinstance(data, dict) or not isinstance(identities, dict):
+        raise ConfigError(f"`gate` and `identities` in {path} must be mappings")
+    provider = data.get("provider", "slack")
+    rollback = data.get("rollback", "expedite")
+    if provider not in ("slack", "none"):
+        raise ConfigError(f"gate.provider in {path} is `{provider}`; use `slack` or `none` (`webhook` is not built yet)")
+    if rollback not in ("expedite", "require"):
+        raise ConfigError(f"gate.rollback in {path} is `{rollback}`; use `expedite` or `require`")
+    return GateSettings(
+        policy=GatePolicy(provider=provider, rollback=rollback,
+                          expire_seconds=float(data.get("expire_hours", 24)) * 3600),
+        change_channel=str(data.get("change_channel", "")),
+        approvers_group=str(data.get("approvers_group", "")),
+        identities={str(k): str(v) for k, v in identities.items()},
+    )
 
 
 def _policy(data: Any, path: str) -> Policy:
@@ -68,6 +87,16 @@ class ForgeSettings:
 
 
 @dataclass
+class GateSettings:
+    """The change gate: who decides, where requests are posted, and the identities to compare."""
+
+    policy: GatePolicy = field(default_factory=GatePolicy)
+    change_channel: str = ""
+    approvers_group: str = ""
+    identities: dict[str, str] = field(default_factory=dict)  # GitHub login -> Slack user ID
+
+
+@dataclass
 class SlackSettings:
     """Slack credentials come from the environment only, never from the config file."""
 
@@ -97,6 +126,7 @@ class Settings:
     productive: dict[str, bool] = field(default_factory=dict)  # per-cluster overrides
     forge: ForgeSettings = field(default_factory=ForgeSettings)
     policy: Policy = field(default_factory=Policy)  # deny-by-default until rules are configured
+    gate: GateSettings = field(default_factory=GateSettings)
     confirm_ttl_seconds: float = 600.0
 
     def resolved_state_dir(self) -> Path:
@@ -144,6 +174,7 @@ def load_settings(path: str | None) -> Settings:
     if settings.forge.type == "github" and "/" not in settings.forge.repository:
         raise ConfigError(f"forge.repository in {path} must be `owner/name` for GitHub")
     settings.policy = _policy(data.get("permissions") or {}, path)
+    settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and "productive" in cluster:

@@ -33,9 +33,11 @@ def health(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     return _text(start_response, "200 OK", "ok\n")
 
 
-def build_server(slack_app: Any, host: str, port: int, threads: int = 8) -> Any:
+def build_server(slack_app: Any, host: str, port: int, threads: int = 8, webhook: WsgiApp | None = None) -> Any:
     """A waitress server with fluxbot's routes; `.run()` serves, `.close()` stops."""
     routes: dict[str, WsgiApp] = {"/healthz": health}
     if slack_app is not None:
         routes["/slack/events"] = SlackRequestHandler(slack_app)
+    if webhook is not None:
+        routes["/github/webhook"] = webhook
     return create_server(wsgi_app(routes), host=host, port=port, threads=threads, ident="fluxbot")

@@ -61,9 +61,9 @@ class GroupDirectory:
         self._lock = threading.Lock()
 
     def groups_of(self, user: str, groups: set[str]) -> frozenset[str]:
-        return frozenset(g for g in groups if user in self._members(g))
+        return frozenset(g for g in groups if user in self.members(g))
 
-    def _members(self, group: str) -> frozenset[str]:
+    def members(self, group: str) -> frozenset[str]:
         with self._lock:
             cached = self._cache.get(group)
             if cached and time.monotonic() - cached[0] < self._ttl:
@@ -87,6 +87,7 @@ class SlackTransport:
         self.client = client or web_client(settings)
         self.groups = GroupDirectory(self.client, settings.group_cache_seconds)
         self.clock = clock
+        self.gate: Any = None  # a ChangeGate, when the change gate is configured
         self.app = self._build_app()
 
     def _build_app(self) -> App:
@@ -102,6 +103,8 @@ class SlackTransport:
         app.event("app_mention")(self._on_mention)
         app.action("fluxbot_confirm")(self._on_confirm)
         app.action("fluxbot_cancel")(self._on_cancel)
+        app.action("fluxbot_gate_approve")(self._on_gate_decision)
+        app.action("fluxbot_gate_reject")(self._on_gate_decision)
         app.action(re.compile(r"^fluxbot_link_"))(lambda ack: ack())
         app.error(self._on_error)
         return app
@@ -128,6 +131,26 @@ class SlackTransport:
     def _on_cancel(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()
         self._settle(body, "cancelled")
+
+    def _on_gate_decision(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
+        ack()
+        action, user = body["actions"][0], body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        if self.gate is None:
+            self._ephemeral(channel, user, "The change gate is not configured on this fluxbot.")
+            return
+        answer = self.gate.decide(action["value"], user, approve=action["action_id"] == "fluxbot_gate_approve")
+        if answer:
+            self._ephemeral(channel, user, answer)
+
+    # Notifier for the change gate -------------------------------------------------------------
+
+    def replace(self, channel: str | None, ts: str | None, message: Message) -> None:
+        if channel:
+            self._replace(channel, ts, message)
+
+    def members(self, group: str) -> frozenset[str]:
+        return self.groups.members(group) if group else frozenset()
 
     def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error("slack listener failed: %s", error.__class__.__name__, exc_info=error)

@@ -58,6 +58,24 @@ CREATE TABLE IF NOT EXISTS threads (
     created TEXT NOT NULL,
     PRIMARY KEY (forge, number)
 );
+-- one change gate per PR, for its current head commit; approval is for that exact commit
+CREATE TABLE IF NOT EXISTS gates (
+    forge TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    state TEXT NOT NULL,
+    description TEXT NOT NULL,
+    clusters TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    author TEXT NOT NULL,
+    request_channel TEXT,
+    request_ts TEXT,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    decided_by TEXT,
+    PRIMARY KEY (forge, number)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -148,6 +166,40 @@ class Store:
     def thread_for(self, forge: str, number: int) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM threads WHERE forge = ? AND number = ?", forge, number)
         return rows[0] if rows else None
+
+    def save_gate(self, forge: str, number: int, head: str, state: str, description: str, clusters: list[str],
+                  kind: str, requester: str, author: str, created: float, expires: float) -> None:
+        """Start the gate for a PR's (new) head commit, replacing any gate of an older commit."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO gates (forge, number, head, state, description, clusters, kind, requester,"
+                " author, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (forge, number, head, state, description, json.dumps(clusters), kind, requester, author, created, expires),
+            )
+
+    def gate(self, forge: str, number: int) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM gates WHERE forge = ? AND number = ?", forge, number)
+        return rows[0] if rows else None
+
+    def gate_request_posted(self, forge: str, number: int, head: str, channel: str, ts: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE gates SET request_channel = ?, request_ts = ? WHERE forge = ? AND number = ? AND head = ?",
+                       (channel, ts, forge, number, head))
+
+    def decide_gate(self, forge: str, number: int, head: str, state: str, description: str, by: str) -> bool:
+        """Settle a pending gate for exactly `head`; False if it was already settled or moved on."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE gates SET state = ?, description = ?, decided_by = ?"
+                " WHERE forge = ? AND number = ? AND head = ? AND state = 'pending'",
+                (state, description, by, forge, number, head))
+            return cursor.rowcount == 1
+
+    def pending_gates(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM gates WHERE state = 'pending'")
+
+    def open_threads(self, forge: str) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM threads WHERE forge = ?", forge)
 
     # audit ------------------------------------------------------------------------------------
 

@@ -117,6 +117,9 @@ class PullRequest:
     state: str = "open"
     author: str = ""
     created: str = ""
+    head: str = ""  # head commit
+    merge_commit: str = ""
+    opened_by: str = ""  # the forge account that opened it (a bot for fluxbot's own PRs)
 
 
 @dataclass(frozen=True)

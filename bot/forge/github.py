@@ -33,6 +33,7 @@ _NEEDS = {
     "open": "`contents: write` and `pull_requests: write`",
     "label": "`issues: write` (labels) and `pull_requests: write`",
     "merge": "`contents: write` and `pull_requests: write`",
+    "status": "`statuses: write`",
 }
 
 
@@ -98,6 +99,15 @@ class GitHubForge:
         with self._errors("read", f"PR #{number}"):
             return self._model(self.repo.get_pull(number))
 
+    def changed_files(self, number: int) -> list[str]:
+        with self._errors("read", f"PR #{number}"):
+            return [f.filename for f in self.repo.get_pull(number).get_files()]
+
+    def set_status(self, sha: str, state: str, description: str, context: str) -> None:
+        """A commit status on `sha` (what branch protection can require)."""
+        with self._errors("status"):
+            self.repo.get_commit(sha).create_status(state=state, description=description[:140], context=context)
+
     # writing ----------------------------------------------------------------------------------
 
     def create(self, plan: ChangePlan, head: str, requester: str) -> PullRequest:
@@ -161,6 +171,9 @@ class GitHubForge:
             state="merged" if pull.merged else pull.state,
             author=requested[1] if requested else pull.user.login,
             created=pull.created_at.isoformat() if pull.created_at else "",
+            head=pull.head.sha,
+            merge_commit=(pull.merge_commit_sha or "") if pull.merged else "",
+            opened_by=pull.user.login,
         )
 
     @contextmanager

@@ -92,6 +92,13 @@ class GitHubStandIn:
                              cwd=self.bare_repo, capture_output=True, text=True, check=True).stdout
         return out.split()
 
+    def push_commit(self, number: int, sha: str) -> None:
+        """New commits on a PR: move its head (as a `synchronize` event would report)."""
+        self.pulls[number]["head"]["sha"] = sha
+
+    def gate_states(self, sha: str) -> list[str]:
+        return [s["state"] for s in self.statuses.get(sha, []) if s["context"] == "fluxbot/change-gate"]
+
     def open_pulls(self) -> list[dict[str, Any]]:
         return [p for p in self.pulls.values() if p["state"] == "open"]
 
@@ -173,6 +180,17 @@ class GitHubStandIn:
         if (m := re.fullmatch(r"/pulls/(\d+)/requested_reviewers", path)) and method == "POST":
             self.reviewers.setdefault(int(m[1]), []).extend(body.get("team_reviewers", []) + body.get("reviewers", []))
             return 201, self.pulls[int(m[1])], {}
+        if (m := re.fullmatch(r"/pulls/(\d+)/files", path)) and method == "GET":
+            pr = self.pulls.get(int(m[1]))
+            if pr is None:
+                return 404, {"message": "Not Found"}, {}
+            names = subprocess.run(["git", "diff", "--name-only", f"{pr['base']['ref']}...{pr['head']['sha']}"],
+                                   cwd=self.bare_repo, capture_output=True, text=True, check=True).stdout.split()
+            return 200, [{"sha": "0" * 40, "filename": n, "status": "modified", "additions": 1, "deletions": 1,
+                          "changes": 2} for n in names], {}
+        if (m := re.fullmatch(r"/commits/([0-9a-f]{40})", path)) and method == "GET":
+            return 200, {"sha": m[1], "url": self._api(path), "html_url": f"https://github.example/c/{m[1]}",
+                         "commit": {"message": "", "url": self._api(path)}, "parents": []}, {}
         if (m := re.fullmatch(r"/pulls/(\d+)/reviews", path)) and method == "GET":
             return 200, [], {}
         if (m := re.fullmatch(r"/issues/(\d+)/labels", path)) and method == "POST":

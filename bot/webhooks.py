@@ -1,0 +1,78 @@
+"""`POST /github/webhook`: verified, deduplicated GitHub events handed to the change gate.
+
+The signature (`X-Hub-Signature-256`, HMAC-SHA256 with GITHUB_WEBHOOK_SECRET) is checked in
+constant time before anything else; a delivery ID seen before is acknowledged and dropped. Events
+are handled in order on one worker thread, so GitHub gets its answer at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+_MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+def signature_ok(secret: str, body: bytes, header: str) -> bool:
+    """True when `header` is `sha256=<hex>` of `body` under `secret` (constant-time compare)."""
+    if not secret or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header)
+
+
+class GitHubWebhook:
+    """A WSGI app for GitHub's webhook deliveries."""
+
+    def __init__(self, secret: str, store: Store, handle: Callable[[str, dict[str, Any]], None]) -> None:
+        self._secret = secret
+        self._store = store
+        self._handle = handle
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="github-events")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _reply(start_response, "405 Method Not Allowed", {"error": "POST only"})
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > _MAX_BODY:
+            return _reply(start_response, "413 Payload Too Large", {"error": "payload too large"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        if not signature_ok(self._secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
+            log.warning("github webhook with a missing or wrong signature was refused")
+            return _reply(start_response, "401 Unauthorized", {"error": "bad signature"})
+        event = environ.get("HTTP_X_GITHUB_EVENT", "")
+        delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _reply(start_response, "400 Bad Request", {"error": "body is not JSON"})
+        if event == "ping":
+            return _reply(start_response, "200 OK", {"ok": True, "zen": payload.get("zen", "")})
+        if delivery and not self._store.first_delivery("github", delivery):
+            return _reply(start_response, "200 OK", {"ok": True, "duplicate": True})
+        self._worker.submit(self._safely, event, payload)
+        return _reply(start_response, "202 Accepted", {"ok": True})
+
+    def _safely(self, event: str, payload: dict[str, Any]) -> None:
+        try:
+            self._handle(event, payload)
+        except Exception:
+            log.exception("handling the github %s event failed", event)
+
+    def drain(self) -> None:
+        """Wait until every accepted event is handled (tests, shutdown)."""
+        done: Future[None] = self._worker.submit(lambda: None)
+        done.result(timeout=60)
+
+
+def _reply(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
