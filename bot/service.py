@@ -6,8 +6,10 @@ forge. Every request ends in a response and an audit record, whatever fails.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from datetime import date
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -15,7 +17,9 @@ from bot.forge.base import Forge, ForgeError
 from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
 from commands.context import CommandSpec, Context
-from commands.model import ChangePlan, CommandError, Link, Message, PrAction, PullRequest
+from commands.freeze import freeze_refusal
+from commands.model import ChangePlan, CommandError, FreezeAction, Link, Message, PrAction, PullRequest
+from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.registry import error_message, parse
 from commands.repo import RepoSnapshot
@@ -83,10 +87,15 @@ class FluxBot:
     def _run(self, spec: CommandSpec, command: Any, request: Request) -> Response:
         open_prs = tuple(self.forge.open_prs())
         self._authorize(spec, command, request, open_prs)
-        ctx = Context(self.snapshot(), request.user, open_prs)
+        freezes = self.store.freezes()
+        if spec.action and (refusal := freeze_refusal(freezes, spec.verb, spec.targets(command))):
+            raise refusal
+        ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
             return Response([outcome])
+        if isinstance(outcome, FreezeAction):
+            return Response([self._freeze(outcome, request.user)])
         if isinstance(outcome, PrAction):
             return Response([self._act_on_pr(outcome, request.user)])
         if request.confirm_risky and not request.confirmed and any(p.productive for p in outcome):
@@ -111,18 +120,39 @@ class FluxBot:
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")
-        head = self.workspace.push_change(plan)
+        pushed = self.workspace.push_change(plan)
+        if pushed.report.lines:
+            plan = dataclasses.replace(plan, body=plan.body + pushed.report.markdown())
         try:
-            pr = self.forge.create(plan, head, user)
+            pr = self.forge.create(plan, pushed.commit, user)
         except BaseException:
             self.workspace.delete_branch(plan.branch)
             raise
         return pr, _pr_message(pr, plan, "Opened")
 
+    def _freeze(self, action: FreezeAction, user: str) -> Message:
+        if action.action == "freeze":
+            self.store.set_freeze(action.target, action.reason, user)
+            return Message(f"Froze {action.target}: {action.reason}", tone="warning",
+                           lines=("write commands are refused until `unfreeze`; `rollback` still works",))
+        self.store.clear_freeze(action.target)
+        return Message(f"Unfroze {action.target}", tone="success")
+
+    def tag_release(self, pr: PullRequest) -> str | None:
+        """After a release PR merged: tag its merge commit; the tag, or None for other PRs."""
+        tag = tag_of_release_branch(pr.branch)
+        if tag is None or not pr.merge_commit:
+            return None
+        self.workspace.tag(pr.merge_commit, tag, f"infrastructure {tag}")
+        return tag
+
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":
             pr = self.forge.merge(action.number, user)
-            return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),), tone="success")
+            tag = self.tag_release(pr)
+            return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
+                           lines=(f"tagged the merge commit `{pr.merge_commit[:12]}` as `{tag}`",) if tag else (),
+                           tone="success")
         pr = self.forge.close(action.number, user)
         return Message(f"Closed PR #{pr.number}: {pr.title}", lines=(f"branch {pr.branch} deleted",))
 

@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS gates (
     decided_by TEXT,
     PRIMARY KEY (forge, number)
 );
+CREATE TABLE IF NOT EXISTS freezes (
+    target TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    by TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -200,6 +206,17 @@ class Store:
 
     def open_threads(self, forge: str) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM threads WHERE forge = ?", forge)
+
+    def freezes(self) -> dict[str, tuple[str, str]]:
+        return {r["target"]: (r["reason"], r["by"]) for r in self.query("SELECT * FROM freezes")}
+
+    def set_freeze(self, target: str, reason: str, by: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO freezes (target, reason, by, at) VALUES (?, ?, ?, ?)", (target, reason, by, now()))
+
+    def clear_freeze(self, target: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM freezes WHERE target = ?", (target,))
 
     # audit ------------------------------------------------------------------------------------
 

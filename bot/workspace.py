@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,7 +21,8 @@ import git
 from git.exc import GitCommandError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from commands.model import ChangePlan
+from bot.checks import CheckReport, run_checks
+from commands.model import ChangePlan, CommandError
 from commands.yamledit import rebase_edit
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,12 @@ BOT_IDENTITY = {
 
 class WorkspaceError(Exception):
     """A git operation failed in a way the user should hear about (message is safe to show)."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    commit: str
+    report: CheckReport
 
 
 class _PushRejected(WorkspaceError):
@@ -110,6 +118,7 @@ class Workspace:
         self.mirror_path = self.cache_dir / "mirror.git"
         self._configured_branch = default_branch
         self._credentials = credentials
+        self.quality_checks = True
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
         self._readers = threading.local()
@@ -209,11 +218,12 @@ class Workspace:
         wait=wait_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
-    def push_change(self, plan: ChangePlan) -> str:
+    def push_change(self, plan: ChangePlan) -> Pushed:
         """Commit the plan on the newest default branch in a fresh worktree, push its branch.
 
         If the default branch moved since the plan was made, the edit is rebuilt on it (a
-        conflicting change to the same value is refused). Returns the pushed commit id.
+        conflicting change to the same value is refused). The quality checks run on the result
+        before the push. Returns the pushed commit and the checks' report.
         """
         with self.locked():
             self.refresh()
@@ -221,18 +231,36 @@ class Workspace:
             with self._worktree(tip) as tree:
                 for edit in plan.edits:
                     target = tree / edit.path
-                    content = rebase_edit(edit, target.read_bytes() if target.exists() else None)
+                    current = target.read_bytes() if target.exists() else None
+                    if edit.delete:
+                        if current != edit.before:
+                            raise CommandError(f"{edit.path} changed on the default branch since the change was planned")
+                        target.unlink()
+                        continue
+                    if edit.before is None and current is not None:
+                        raise CommandError(f"{edit.path} was created on the default branch meanwhile")
+                    content = rebase_edit(edit, current)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(content)
+                report = run_checks(tree, plan, self.mirror_path) if self.quality_checks else CheckReport()
                 work = git.Repo(tree)
-                work.git.add("--", *[e.path for e in plan.edits])
+                work.git.add("-A", "--", *[e.path for e in plan.edits])
                 work.git.commit("-q", "--no-verify", "-m", plan.commit_message, env=BOT_IDENTITY)
                 commit = work.head.commit.hexsha
                 try:
                     work.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
                 except GitCommandError as exc:
                     raise _PushRejected(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
-                return commit
+                return Pushed(commit, report)
+
+    def tag(self, commit: str, name: str, message: str) -> None:
+        """Create the annotated tag `name` on `commit` and push it to origin."""
+        with self.locked():
+            try:
+                self.repo.git.tag("-a", name, "-m", message, commit, env=BOT_IDENTITY)
+                self.repo.git.push(self.origin, f"refs/tags/{name}", env=self._git_env())
+            except GitCommandError as exc:
+                raise WorkspaceError(f"cannot tag {commit[:12]} as {name}: {_git_reason(exc)}") from None
 
     def delete_branch(self, branch: str) -> None:
         """Remove a branch from origin (a no-op when it is already gone)."""

@@ -1,7 +1,7 @@
 """What a command is given to plan with, and how a command describes itself to the registry."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from commands.model import CommandError, Outcome, PullRequest
@@ -15,6 +15,8 @@ class Context:
     repo: RepoSnapshot
     requester: str
     open_prs: tuple[PullRequest, ...] = ()
+    today: str = ""  # ISO date, for changelog headings
+    freezes: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (reason, who)
 
     def open_change_for(self, cluster: str) -> PullRequest | None:
         return next((pr for pr in self.open_prs if pr.cluster == cluster and pr.state == "open"), None)

@@ -140,6 +140,7 @@ class FileEdit:
     before: bytes | None  # None: the file is new
     after: bytes
     scalar: ScalarEdit | None = None
+    delete: bool = False  # the file is removed
 
 
 @dataclass(frozen=True)
@@ -186,4 +187,13 @@ class PrAction:
     number: int
 
 
-Outcome = Union[Message, tuple[ChangePlan, ...], PrAction]
+@dataclass(frozen=True)
+class FreezeAction:
+    """Freeze or unfreeze a cluster (or `all`); the store keeps it."""
+
+    action: Literal["freeze", "unfreeze"]
+    target: str
+    reason: str = ""
+
+
+Outcome = Union[Message, tuple[ChangePlan, ...], PrAction, FreezeAction]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from commands import diff, help, pr, promote, prs, rollback, status, versions
+from commands import app, diff, freeze, help, onboard, pr, promote, prs, release, rollback, status, versions
 from commands.args import split_words
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, Message, Outcome
@@ -20,6 +20,11 @@ COMMANDS: dict[str, CommandSpec] = {
         rollback.SPEC,
         prs.SPEC,
         pr.SPEC,
+        onboard.SPEC,
+        app.SPEC,
+        release.SPEC,
+        freeze.FREEZE,
+        freeze.UNFREEZE,
     )
 }
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from commands.model import CommandError, FileEdit
 
@@ -118,6 +118,119 @@ def _verify(before: str, after: str, document: int, key_path: Sequence[str], val
     for key in key_path[:-1]:
         target = target[key]
     target[key_path[-1]] = value
+    try:
+        actual = load_documents(after)
+    except YAMLError:
+        actual = None
+    if actual != expected:
+        raise CommandError("the edited file would not parse back to the intended change; nothing was written")
+
+
+# Sequences and keys -------------------------------------------------------------------------
+# The same discipline as `replace_scalar`: locate with ruamel's marks, touch only the lines of
+# the item, and insist on re-parse that the data changed exactly as intended.
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _line_end(text: str, index: int) -> int:
+    """The index just after the line break that ends the line holding `index - 1`."""
+    if index > 0 and text[index - 1] == "\n":
+        return index
+    found = text.find("\n", index)
+    return len(text) if found < 0 else found + 1
+
+
+def _node_at(text: str, document: int, key_path: Sequence[str]) -> Any:
+    documents = list(YAML().compose_all(text))
+    node: Any = documents[document]
+    for key in key_path:
+        matches = [v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key] if isinstance(node, MappingNode) else []
+        if len(matches) != 1:
+            return None
+        node = matches[0]
+    return node
+
+
+def _indented(item: str, indent: int, newline: str) -> str:
+    lines = item.rstrip("\n").split("\n")
+    pad = " " * indent
+    return newline.join([f"{pad}- {lines[0]}"] + [f"{pad}  {line}" if line else "" for line in lines[1:]]) + newline
+
+
+def append_item(raw: bytes, document: int, key_path: Sequence[str], item: str) -> bytes:
+    """Append `item` (the YAML text of one value) to the sequence at `key_path`.
+
+    A missing key is added at the end of the document as a block sequence.
+    """
+    text = decode(raw)
+    newline = _newline(text)
+    node = _node_at(text, document, key_path)
+    value = YAML(typ="safe", pure=True).load(item)
+    if node is None:
+        parent = _node_at(text, document, key_path[:-1])
+        if not isinstance(parent, MappingNode):
+            raise CommandError(f"`{'.'.join(key_path[:-1]) or 'the document'}` is not a mapping")
+        indent = parent.value[0][0].start_mark.column if parent.value else 0
+        at = _line_end(text, parent.end_mark.index)
+        prefix = "" if at == 0 or text[at - 1] == "\n" else newline
+        block = f"{' ' * indent}{key_path[-1]}:{newline}" + _indented(item, indent + 2, newline)
+        result = text[:at] + prefix + block + text[at:]
+    elif not isinstance(node, SequenceNode):
+        raise CommandError(f"`{'.'.join(key_path)}` is not a list")
+    elif node.flow_style:
+        if node.value or "\n" in item.strip():
+            raise CommandError(f"`{'.'.join(key_path)}` is a flow list (`[...]`) fluxbot does not extend; use a block list")
+        start = node.start_mark.index
+        while start > 0 and text[start - 1] == " ":
+            start -= 1
+        key_column = _key_column(text, start)
+        result = text[:start] + newline + _indented(item, key_column + 2, newline).rstrip("\r\n") + text[node.end_mark.index:]
+    else:
+        last = node.value[-1]
+        dash = text.rfind("-", 0, last.start_mark.index)
+        indent = dash - (text.rfind("\n", 0, dash) + 1)
+        at = _line_end(text, last.end_mark.index)
+        prefix = "" if text[at - 1:at] == "\n" else newline
+        result = text[:at] + prefix + _indented(item, indent, newline) + text[at:]
+    _verify_change(text, result, document, key_path, lambda seq: (seq or []) + [value])
+    return result.encode("utf-8")
+
+
+def remove_item(raw: bytes, document: int, key_path: Sequence[str], index: int) -> bytes:
+    """Remove item `index` of the block sequence at `key_path`, with its lines."""
+    text = decode(raw)
+    node = _node_at(text, document, key_path)
+    if not isinstance(node, SequenceNode) or node.flow_style or not 0 <= index < len(node.value):
+        raise CommandError(f"`{'.'.join(key_path)}` has no item {index + 1} that fluxbot can remove exactly")
+    item = node.value[index]
+    dash = text.rfind("-", 0, item.start_mark.index)
+    start = text.rfind("\n", 0, dash) + 1
+    end = _line_end(text, item.end_mark.index)
+    if len(node.value) == 1:
+        # The list becomes empty: `key: []`, so it stays a list rather than turning into null.
+        colon = text.rfind(":", 0, start)
+        result = text[:colon + 1] + " []" + _newline(text) + text[end:]
+    else:
+        result = text[:start] + text[end:]
+    _verify_change(text, result, document, key_path, lambda seq: seq[:index] + seq[index + 1:])
+    return result.encode("utf-8")
+
+
+def _key_column(text: str, index: int) -> int:
+    line_start = text.rfind("\n", 0, index) + 1
+    line = text[line_start:index]
+    return len(line) - len(line.lstrip(" "))
+
+
+def _verify_change(before: str, after: str, document: int, key_path: Sequence[str], change: Any) -> None:
+    expected = load_documents(before)
+    target = expected[document]
+    for key in key_path[:-1]:
+        target = target[key]
+    target[key_path[-1]] = change(target.get(key_path[-1]))
     try:
         actual = load_documents(after)
     except YAMLError:

@@ -33,6 +33,9 @@ class LocalForge:
             state=row["state"],
             author=row["author"],
             created=row["created"],
+            head=row["head"],
+            merge_commit=row["merge_commit"] or "",
+            opened_by="fluxbot",
         )
 
     def open_prs(self) -> list[PullRequest]:

@@ -97,3 +97,50 @@ def test_refuses_a_plain_value_that_would_change_type_or_structure(value: str) -
 def test_refuses_a_missing_document() -> None:
     with pytest.raises(CommandError, match="no document 3"):
         replace_scalar(b"a: 1\n---\nb: 2\n", 2, PATH, "v1.0.0")
+
+
+from commands.yamledit import append_item, remove_item  # noqa: E402
+
+KUSTOMIZATION = (
+    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../../apps/podinfo  # web\n"
+    "patches:\n  - path: ./values/podinfo.yaml\n    target:\n      kind: HelmRelease\n      name: podinfo\n"
+)
+
+
+def test_append_a_scalar_to_a_block_list_adds_one_line() -> None:
+    after = append_item(KUSTOMIZATION.encode(), 0, ("resources",), "../../../apps/redis").decode()
+    assert after == KUSTOMIZATION.replace("# web\n", "# web\n  - ../../../apps/redis\n")
+
+
+def test_append_a_mapping_keeps_the_list_indentation() -> None:
+    source = KUSTOMIZATION.replace("\n  - path", "\n- path").replace("\n    target", "\n  target").replace(
+        "\n      kind", "\n    kind").replace("\n      name", "\n    name")
+    after = append_item(source.encode(), 0, ("patches",), "path: ./values/redis.yaml\ntarget:\n  name: redis\n").decode()
+    assert after.endswith("- path: ./values/redis.yaml\n  target:\n    name: redis\n")
+
+
+def test_append_to_a_missing_key_and_an_empty_flow_list() -> None:
+    source = "kind: Kustomization\nresources: []\n"
+    after = append_item(source.encode(), 0, ("resources",), "../a").decode()
+    assert after == "kind: Kustomization\nresources:\n  - ../a\n"
+    after = append_item(after.encode(), 0, ("patches",), "path: ./v.yaml").decode()
+    assert after == "kind: Kustomization\nresources:\n  - ../a\npatches:\n  - path: ./v.yaml\n"
+
+
+def test_append_keeps_crlf_and_adds_a_missing_final_newline() -> None:
+    after = append_item(b"resources:\r\n  - ../a", 0, ("resources",), "../b")
+    assert after == b"resources:\r\n  - ../a\r\n  - ../b\r\n"
+
+
+def test_remove_an_item_and_the_last_item() -> None:
+    two = append_item(KUSTOMIZATION.encode(), 0, ("resources",), "../../../apps/redis")
+    assert remove_item(two, 0, ("resources",), 0).decode() == KUSTOMIZATION.replace(
+        "  - ../../../apps/podinfo  # web\n", "  - ../../../apps/redis\n")
+    emptied = remove_item(KUSTOMIZATION.encode(), 0, ("patches",), 0).decode()
+    assert emptied.endswith("patches: []\n")
+    assert load_documents(emptied)[0]["patches"] == []
+
+
+def test_flow_lists_with_items_are_refused() -> None:
+    with pytest.raises(CommandError, match="flow list"):
+        append_item(b"resources: [../a]\n", 0, ("resources",), "../b")
