@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
 
-_ACTIONS = {"promote", "rollback", "release", "onboard", "app", "reconcile", "approve", "merge", "freeze", "*"}
+_ACTIONS = {"promote", "rollback", "release", "onboard", "app", "reconcile", "approve", "merge", "freeze", "unlock", "*"}
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

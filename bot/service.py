@@ -18,7 +18,7 @@ from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
-from commands.model import ChangePlan, CommandError, FreezeAction, Link, Message, PrAction, PullRequest
+from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.registry import error_message, parse
@@ -90,7 +90,7 @@ class FluxBot:
         freezes = self.store.freezes()
         if spec.action and (refusal := freeze_refusal(freezes, spec.verb, spec.targets(command))):
             raise refusal
-        ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes)
+        ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes, self._audit_entries)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
             return Response([outcome])
@@ -129,6 +129,9 @@ class FluxBot:
             self.workspace.delete_branch(plan.branch)
             raise
         return pr, _pr_message(pr, plan, "Opened")
+
+    def _audit_entries(self) -> list[AuditEntry]:
+        return [AuditEntry(r["at"], r["user"], r["command"], r["outcome"]) for r in self.store.audit_log(200)]
 
     def _freeze(self, action: FreezeAction, user: str) -> Message:
         if action.action == "freeze":

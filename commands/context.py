@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from commands.model import CommandError, Outcome, PullRequest
+from commands.model import AuditEntry, CommandError, Outcome, PullRequest
 from commands.repo import RepoSnapshot
 
 
@@ -17,6 +17,7 @@ class Context:
     open_prs: tuple[PullRequest, ...] = ()
     today: str = ""  # ISO date, for changelog headings
     freezes: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (reason, who)
+    audit_log: Callable[[], Sequence[AuditEntry]] = lambda: ()  # read only by `audit`
 
     def open_change_for(self, cluster: str) -> PullRequest | None:
         return next((pr for pr in self.open_prs if pr.cluster == cluster and pr.state == "open"), None)

@@ -188,6 +188,15 @@ class PrAction:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    user: str
+    command: str
+    outcome: str
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
 class FreezeAction:
     """Freeze or unfreeze a cluster (or `all`); the store keeps it."""
 

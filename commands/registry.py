@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from commands import app, diff, freeze, help, onboard, pr, promote, prs, release, rollback, status, versions
+from commands import app, audit, diff, freeze, help, onboard, pr, promote, prs, release, rollback, status, unlock, versions
 from commands.args import split_words
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, Message, Outcome
@@ -25,6 +25,8 @@ COMMANDS: dict[str, CommandSpec] = {
         release.SPEC,
         freeze.FREEZE,
         freeze.UNFREEZE,
+        unlock.SPEC,
+        audit.SPEC,
     )
 }
 

@@ -153,3 +153,23 @@ def test_freeze_refuses_writes_but_not_rollbacks(flux_demo: Path, make_bot) -> N
     say(bot, "unfreeze demo")
     assert "Opened: PR #2" in say(bot, "promote v0.4.0 to demo")
     assert "`demo` is not frozen" in say(bot, "unfreeze demo")
+
+
+def test_unlock_clears_a_stale_lock(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo", "bob")
+    assert "already has an open change" in say(bot, "rollback demo")
+    assert "Closed PR #1" in say(bot, "unlock demo", "admin")
+    assert branches(flux_demo) == []
+    assert "Opened: PR #2" in say(bot, "rollback demo")
+    assert "has no open change holding its lock" in say(bot, "unlock test")
+
+
+def test_audit_shows_who_did_what(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo", "bob")
+    say(bot, "promote v9.9.9 to demo", "eve")
+    say(bot, "status", "carol")
+    rows = [line.split() for line in say(bot, "audit demo").splitlines()[2:]]
+    assert [(r[1], r[-1]) for r in rows] == [("eve", "refused"), ("bob", "ok")]
+    assert "carol" in say(bot, "audit")

@@ -1,0 +1,39 @@
+"""`audit [cluster]`: the recent entries of the append-only audit log."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands.args import check_name
+from commands.context import CommandSpec, Context
+from commands.model import Message
+
+_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Audit:
+    cluster: str = ""
+
+
+def parse(words: list[str]) -> Audit:
+    if len(words) > 1:
+        raise SPEC.usage_error("audit takes at most one cluster")
+    return Audit(check_name(words[0], "cluster") if words else "")
+
+
+def run(cmd: Audit, ctx: Context) -> Message:
+    entries = [e for e in ctx.audit_log() if not cmd.cluster or cmd.cluster in e.command.split() or e.cluster == cmd.cluster]
+    if not entries:
+        return Message("No audit entries" + (f" for {cmd.cluster}" if cmd.cluster else ""))
+    rows = [("when", "who", "command", "result")] + [(e.at, e.user, e.command, e.outcome) for e in entries[:_SHOWN]]
+    return Message(f"Audit log{' of ' + cmd.cluster if cmd.cluster else ''}: latest {len(rows) - 1}", table=tuple(rows))
+
+
+SPEC = CommandSpec(
+    verb="audit",
+    usage="audit [cluster]",
+    summary="Show the latest audit log entries (who asked what, and the result), for one cluster or all.",
+    parse=parse,
+    run=run,
+    examples=("audit prod-eu",),
+)
