@@ -161,7 +161,7 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     from bot.gate import ChangeGate
     from bot.webhooks import GitHubWebhook
 
-    REDACTOR.add(secret)
+    REDACTOR.add(secret, os.environ.get(settings.gate.webhook_token_env) if settings.gate.webhook_token_env else None)
     gate = ChangeGate(bot, bot.store, transport, settings.gate)
     transport.gate = gate
 

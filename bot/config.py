@@ -30,8 +30,10 @@ def _gate(data: Any, identities: Any, path: str) -> GateSettings:
         raise ConfigError(f"`gate` and `identities` in {path} must be mappings")
     provider = data.get("provider", "slack")
     rollback = data.get("rollback", "expedite")
-    if provider not in ("slack", "none"):
-        raise ConfigError(f"gate.provider in {path} is `{provider}`; use `slack` or `none` (`webhook` is not built yet)")
+    if provider not in ("slack", "webhook", "none"):
+        raise ConfigError(f"gate.provider in {path} is `{provider}`; use `slack`, `webhook` or `none`")
+    if provider == "webhook" and not str(data.get("webhook_url", "")).startswith(("https://", "http://")):
+        raise ConfigError(f"gate.webhook_url in {path} must be an http(s) URL when gate.provider is `webhook`")
     if rollback not in ("expedite", "require"):
         raise ConfigError(f"gate.rollback in {path} is `{rollback}`; use `expedite` or `require`")
     return GateSettings(
@@ -40,6 +42,8 @@ def _gate(data: Any, identities: Any, path: str) -> GateSettings:
         change_channel=str(data.get("change_channel", "")),
         approvers_group=str(data.get("approvers_group", "")),
         identities={str(k): str(v) for k, v in identities.items()},
+        webhook_url=str(data.get("webhook_url", "")),
+        webhook_token_env=str(data.get("webhook_token_env", "")),
     )
 
 
@@ -94,6 +98,8 @@ class GateSettings:
     change_channel: str = ""
     approvers_group: str = ""
     identities: dict[str, str] = field(default_factory=dict)  # GitHub login -> Slack user ID
+    webhook_url: str = ""  # provider `webhook`: where change requests are POSTed
+    webhook_token_env: str = ""  # optional: a bearer token for it, from this environment variable
 
 
 @dataclass

@@ -10,9 +10,15 @@ server at start (`catch_up`) and periodically (`sweep`).
 from __future__ import annotations
 
 import logging
+import os
 import time
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bot.config import GateSettings
 from bot.service import FluxBot
@@ -141,6 +147,9 @@ class ChangeGate:
                        "recorded as an emergency change; no approval was waited for")))
 
     def _request_approval(self, pull: PullRequest, productive: tuple[str, ...], requester: str) -> None:
+        if self.settings.policy.provider == "webhook":
+            self._request_by_webhook(pull, productive, requester)
+            return
         channel = self.settings.change_channel
         if not channel:
             log.warning("PR #%s needs change approval but no gate.change_channel is configured", pull.number)
@@ -164,6 +173,53 @@ class ChangeGate:
         self.notify(pull.number, f"gate-{pull.head}", Message(
             f"Change gate: pending, awaiting approval in <#{channel}>", tone="info",
             lines=(f"for commit `{pull.head[:7]}`; changes productive {', '.join(productive)}",)))
+
+    def _request_by_webhook(self, pull: PullRequest, productive: tuple[str, ...], requester: str) -> None:
+        """POST the change request to a ServiceNow-like system; its status URL is polled later."""
+        request = {"pr": pull.number, "url": pull.url, "title": pull.title, "commit": pull.head,
+                   "clusters": list(productive), "requester": requester, "repository": getattr(self.forge, "repository", "")}
+        try:
+            reply = _http().post(self.settings.webhook_url, json=request, headers=self._webhook_headers(), timeout=10)
+            reply.raise_for_status()
+            status_url = str(reply.json()["status_url"])
+        except (requests.RequestException, KeyError, ValueError) as error:
+            log.error("change request for PR #%s could not be filed: %s", pull.number, error.__class__.__name__)
+            self.notify(pull.number, f"gate-{pull.head}", Message(
+                "Change gate: pending, but the change system did not take the request", tone="error",
+                lines=("fluxbot will not retry by itself; push a commit or re-run to file it again",)))
+            return
+        self.store.gate_request_posted(self.forge.name, pull.number, pull.head, "webhook", status_url)
+        self.notify(pull.number, f"gate-{pull.head}", Message(
+            "Change gate: pending, change request filed", tone="info",
+            lines=(f"for commit `{pull.head[:7]}`; changes productive {', '.join(productive)}",)))
+
+    def _webhook_headers(self) -> dict[str, str]:
+        token = os.environ.get(self.settings.webhook_token_env, "") if self.settings.webhook_token_env else ""
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def poll(self) -> None:
+        """Ask the change system about every pending webhook request; settle decided ones."""
+        for gate in self.store.pending_gates():
+            if gate["request_channel"] != "webhook" or not gate["request_ts"]:
+                continue
+            try:
+                reply = _http().get(gate["request_ts"], headers=self._webhook_headers(), timeout=10)
+                reply.raise_for_status()
+                answer = reply.json()
+            except (requests.RequestException, ValueError) as error:
+                log.warning("polling the change request of PR #%s failed: %s", gate["number"], error.__class__.__name__)
+                continue
+            state = str(answer.get("state", "")).lower()
+            if state not in ("approved", "rejected"):
+                continue
+            by = str(answer.get("by") or "the change system")
+            verdict = "success" if state == "approved" else "failure"
+            description = f"change {state} by {by}"
+            if self.store.decide_gate(self.forge.name, gate["number"], gate["head"], verdict, description, by):
+                self.forge.set_status(gate["head"], verdict, description, CONTEXT)
+                self.store.audit(by, f"{state} PR #{gate['number']}", verdict, head=gate["head"], provider="webhook")
+                self.notify(gate["number"], f"decision-{gate['head']}", Message(
+                    f"Change {state} by {by}", tone="success" if verdict == "success" else "error"))
 
     def decide(self, value: str, approver: str, approve: bool) -> str:
         """An Approve / Reject click; returns what to tell the clicker ('' when it took effect)."""
@@ -193,7 +249,9 @@ class ChangeGate:
         return ""
 
     def sweep(self) -> None:
-        """Fail gates whose change request expired undecided."""
+        """Poll the change system, then fail gates whose change request expired undecided."""
+        if self.settings.policy.provider == "webhook":
+            self.poll()
         now = self.clock()
         for gate in self.store.pending_gates():
             if now > gate["expires"]:
@@ -251,6 +309,16 @@ class ChangeGate:
         if thread is not None:
             return thread["requester"]
         return self.settings.identities.get(pull.opened_by, pull.opened_by)
+
+
+@lru_cache(maxsize=1)
+def _http() -> requests.Session:
+    """A session that retries connection failures and 5xx answers a few times, with backoff."""
+    session = requests.Session()
+    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(502, 503, 504), allowed_methods=None)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
 
 
 def _who(user: str) -> str:

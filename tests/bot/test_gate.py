@@ -244,3 +244,31 @@ def test_reviews_and_failing_checks_reach_the_thread(env) -> None:
     thread = env.thread(number)
     assert any(t.startswith("✓ Review: approved by") for t in thread)
     assert any("Check `kustomize-build` failure" in t for t in thread)
+
+
+def test_webhook_provider_files_and_polls_the_change_request(github_standin, slack_standin, tmp_path, monkeypatch) -> None:
+    from tests.standins.changes import ChangeSystem
+
+    system = ChangeSystem()
+    monkeypatch.setenv("CAB_TOKEN", system.token)
+    environment = GateEnv(github_standin, slack_standin, tmp_path / "state", monkeypatch, GatePolicy(provider="webhook"))
+    try:
+        environment.gate.settings.webhook_url = system.url + "/changes"
+        environment.gate.settings.webhook_token_env = "CAB_TOKEN"
+        number = environment.promote("promote v0.4.0 to demo")
+        head = github_standin.pulls[number]["head"]["sha"]
+        environment.deliver("pull_request", environment.pr_event("pull_request.opened", number))
+        assert github_standin.gate_states(head) == ["pending"]
+        (request,) = system.requests
+        assert (request["pr"], request["commit"], request["clusters"], request["requester"]) == (number, head, ["demo"], "U_ALICE")
+        environment.gate.sweep()
+        assert github_standin.gate_states(head) == ["pending"]  # still undecided
+        system.decide("CHG0001", "approved", "cab-board")
+        environment.gate.sweep()
+        environment.gate.sweep()
+        assert github_standin.gate_states(head) == ["pending", "success"]
+        assert github_standin.statuses[head][-1]["description"] == "change approved by cab-board"
+        assert len([t for t in environment.thread(number) if "Change approved by cab-board" in t]) == 1
+    finally:
+        environment.server.close()
+        system.stop()
