@@ -18,7 +18,7 @@ from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
 from bot.forge.local import LocalForge
 from bot.render import to_text
-from bot.service import FluxBot
+from bot.service import FluxBot, Request, Response
 from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
@@ -85,6 +85,9 @@ def _shell(args: argparse.Namespace) -> int:
     settings.policy = Policy(trusted=True)
     bot = build_bot(settings)
     user = args.user or getpass.getuser()
+    for request, response in bot.recover():
+        print(f"> {request.text}  (asked by {request.user} before fluxbot stopped; answered now)")
+        _print(bot, response)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"fluxbot shell on {settings.repo} as {user}. `help` lists commands; Ctrl-D quits.")
@@ -106,8 +109,13 @@ def _shell(args: argparse.Namespace) -> int:
             return 0
         if not interactive:
             print(f"> {line}")
-        for message in bot.handle(line, user):
-            print(to_text(message), flush=True)
+        _print(bot, bot.respond(Request(line, user)))
+
+
+def _print(bot: FluxBot, response: Response) -> None:
+    for message in response.messages:
+        print(to_text(message), flush=True)
+    bot.finish(response)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -143,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("bot").info("connecting to Slack in Socket Mode")
         SocketModeHandler(transport.app, slack.app_token).start()
         return 0
+    transport.recover()
     webhook = _change_gate(settings, bot, transport)
     server = build_server(transport.app, args.host, args.port, webhook=webhook)
     print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)

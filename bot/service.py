@@ -7,12 +7,14 @@ forge. Every request ends in a response and an audit record, whatever fails.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from bot.failpoints import failpoint
 from bot.forge.base import Forge, ForgeError
 from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
@@ -37,6 +39,7 @@ class Request:
     groups: frozenset[str] = frozenset()
     confirm_risky: bool = False  # the transport can ask before touching a productive cluster
     confirmed: bool = False  # ...and the requester already said yes
+    thread_ts: str = ""  # where the transport answers (Slack thread), for recovery after a crash
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Response:
     messages: list[Message] = field(default_factory=list)
     confirmation: Message | None = None  # ask the requester first; nothing was written
     prs: list[PullRequest] = field(default_factory=list)  # opened (or found open) by this request
+    request_id: int = 0  # the journal entry; the transport calls `finish` once the answer is out
 
 
 @dataclass
@@ -58,11 +62,41 @@ class FluxBot:
         return RepoSnapshot(self.workspace.reader(), self.productive_overrides)
 
     def handle(self, text: str, user: str) -> list[Message]:
-        """The shell's entry point: run `text` for `user`, return the replies."""
-        return self.respond(Request(text, user)).messages
+        """Run `text` for `user` and return the replies (callers that print later use `respond`)."""
+        response = self.respond(Request(text, user))
+        self.finish(response)
+        return response.messages
 
-    def respond(self, request: Request) -> Response:
-        """Run one chat request; never raises, always answers, always audits."""
+    def respond(self, request: Request, request_id: int = 0) -> Response:
+        """Run one chat request; never raises, always answers, always audits.
+
+        The request is journalled first; until the transport calls `finish`, a restart runs it
+        again (`recover`). Every step is idempotent (deterministic branches, the open-PR check),
+        so a re-run ends with the same single PR.
+        """
+        if not request_id:
+            request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
+                                                  sorted(request.groups), request.confirmed)
+        response = self._respond(request)
+        response.request_id = request_id
+        return response
+
+    def finish(self, response: Response) -> None:
+        """The answer reached the user: the journal entry is done."""
+        failpoint("before-finish")
+        if response.request_id:
+            self.store.finish_request(response.request_id)
+
+    def recover(self) -> list[tuple[Request, Response]]:
+        """Run again every request a crash left unanswered; the transport delivers and finishes them."""
+        recovered = []
+        for row in self.store.unanswered_requests():
+            request = Request(row["text"], row["user"], row["channel"], frozenset(json.loads(row["groups"])),
+                              confirm_risky=bool(row["channel"]), confirmed=bool(row["confirmed"]), thread_ts=row["thread_ts"])
+            recovered.append((request, self.respond(request, row["id"])))
+        return recovered
+
+    def _respond(self, request: Request) -> Response:
         text, user = request.text, request.user
         try:
             spec, command = parse(text)
@@ -121,6 +155,7 @@ class FluxBot:
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")
         pushed = self.workspace.push_change(plan)
+        failpoint("after-push")
         if pushed.report.lines:
             plan = dataclasses.replace(plan, body=plan.body + pushed.report.markdown())
         try:
@@ -128,6 +163,7 @@ class FluxBot:
         except BaseException:
             self.workspace.delete_branch(plan.branch)
             raise
+        failpoint("after-pr")
         return pr, _pr_message(pr, plan, "Opened")
 
     def _audit_entries(self) -> list[AuditEntry]:

@@ -173,8 +173,13 @@ class SlackTransport:
                     log.warning("could not tell the user that the channel is unreachable")
             return
         groups = self.groups.groups_of(user, self.bot.policy.groups)
-        response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True))
+        response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True, thread_ts=root))
         self._deliver(response, text, user, channel, root)
+
+    def recover(self) -> None:
+        """Answer, in their threads, the requests a crash left unanswered."""
+        for request, response in self.bot.recover():
+            self._deliver(response, request.text, request.user, request.channel, request.thread_ts)
 
     def _deliver(self, response: Response, text: str, user: str, channel: str, thread_ts: str) -> None:
         if response.confirmation is not None:
@@ -189,6 +194,7 @@ class SlackTransport:
             self.post(channel, message, thread_ts)
         for pr in response.prs:
             self.store.link_thread(self.bot.forge.name, pr.number, channel, thread_ts, user)
+        self.bot.finish(response)
 
     def _settle(self, body: dict[str, Any], outcome: str) -> None:
         action = body["actions"][0]
@@ -211,7 +217,8 @@ class SlackTransport:
             return
         self._replace(channel, message_ts, Message(f"Confirmed by <@{user}>: {row['text']}", tone="info"))
         groups = self.groups.groups_of(user, self.bot.policy.groups)
-        response = self.bot.respond(Request(row["text"], user, channel, groups, confirm_risky=True, confirmed=True))
+        response = self.bot.respond(Request(row["text"], user, channel, groups, confirm_risky=True, confirmed=True,
+                                            thread_ts=row["thread_ts"]))
         self._deliver(response, row["text"], user, channel, row["thread_ts"])
 
     # Slack Web API ------------------------------------------------------------------------------

@@ -82,6 +82,18 @@ CREATE TABLE IF NOT EXISTS freezes (
     by TEXT NOT NULL,
     at TEXT NOT NULL
 );
+-- the journal of chat requests: one still `running` after a restart is run again (idempotently)
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL,
+    text TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    confirmed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -217,6 +229,21 @@ class Store:
     def clear_freeze(self, target: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM freezes WHERE target = ?", (target,))
+
+    def begin_request(self, user: str, text: str, channel: str, thread_ts: str, groups: list[str], confirmed: bool) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO requests (user, text, channel, thread_ts, groups, confirmed, state, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now()))
+            return int(cursor.lastrowid or 0)
+
+    def finish_request(self, request_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE requests SET state = 'answered' WHERE id = ?", (request_id,))
+
+    def unanswered_requests(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM requests WHERE state = 'running' ORDER BY id")
 
     # audit ------------------------------------------------------------------------------------
 

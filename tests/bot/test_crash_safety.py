@@ -1,0 +1,34 @@
+"""SIGKILL at each step of a promotion, then a restart: answered, one PR, no orphan branch."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import branches
+
+
+def shell(repo: Path, state: Path, text: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLUXBOT_FAILPOINT": failpoint}
+    return subprocess.run([sys.executable, "-m", "bot.cli", "shell", "--repo", str(repo), "--state", str(state),
+                           "--user", "alice"], input=text, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("point", ["after-push", "after-pr", "before-finish"])
+def test_killed_mid_promotion_then_restarted(example_repo: Path, tmp_path: Path, point: str) -> None:
+    state = tmp_path / "state"
+    killed = shell(example_repo, state, "promote v0.4.0 to prod-eu\n", point)
+    assert killed.returncode == -signal.SIGKILL
+    restarted = shell(example_repo, state, "prs\n")
+    assert restarted.returncode == 0, restarted.stderr
+    out = restarted.stdout
+    assert "> promote v0.4.0 to prod-eu  (asked by alice before fluxbot stopped; answered now)" in out
+    assert "PR #1" in out and "Traceback" not in out + restarted.stderr
+    assert "1  prod-eu  promotion" in out and "2  " not in out  # exactly one PR
+    assert branches(example_repo) == ["fluxbot/promote-prod-eu-v0.4.0"]  # and no orphan branch
+    again = shell(example_repo, state, "")
+    assert "answered now" not in again.stdout  # answered once, not on every start
