@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class FluxBot:
     store: Store
     productive_overrides: Mapping[str, bool] = field(default_factory=dict)
     policy: Policy = field(default_factory=lambda: Policy(trusted=True))
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> RepoSnapshot:
         return RepoSnapshot(self.workspace.reader(), self.productive_overrides)
@@ -150,7 +153,19 @@ class FluxBot:
             raise CommandError(f"you may not run `{spec.verb}` here", decision.reason)
 
     def open_change(self, plan: ChangePlan, user: str) -> tuple[PullRequest, Message]:
-        """Push the plan's branch and open its PR; a branch whose PR failed is deleted again."""
+        """Push the plan's branch and open its PR; a branch whose PR failed is deleted again.
+
+        Serialised per cluster: identical requests arriving together (a double click, retries)
+        all plan before any PR exists, and only the first may push; the rest find its PR.
+        """
+        with self._cluster_lock(plan.cluster):
+            return self._open_change(plan, user)
+
+    def _cluster_lock(self, cluster: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(cluster, threading.Lock())
+
+    def _open_change(self, plan: ChangePlan, user: str) -> tuple[PullRequest, Message]:
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from slack_bolt import App
@@ -88,6 +89,9 @@ class SlackTransport:
         self.groups = GroupDirectory(self.client, settings.group_cache_seconds)
         self.clock = clock
         self.gate: Any = None  # a ChangeGate, when the change gate is configured
+        # Work runs here, not on Bolt's listener threads: those must stay free to ack new requests
+        # at once, however long a promotion takes.
+        self._work = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fluxbot-work")
         self.app = self._build_app()
 
     def _build_app(self) -> App:
@@ -113,24 +117,31 @@ class SlackTransport:
 
     def _on_command(self, ack: Callable[..., None], command: dict[str, Any], respond: Callable[..., Any]) -> None:
         ack()
-        if not self.store.first_delivery("slack-command", command.get("trigger_id") or uuid.uuid4().hex):
-            return
-        self.run(command.get("text", ""), command["user_id"], command["channel_id"], command.get("command", "/flux"),
-                 unreachable=lambda text: respond(text=text, response_type="ephemeral"))
+        self._submit(self.run, command.get("text", ""), command["user_id"], command["channel_id"],
+                     command.get("command", "/flux"), unreachable=lambda text: respond(text=text, response_type="ephemeral"),
+                     delivery=("slack-command", command.get("trigger_id") or uuid.uuid4().hex))
 
     def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if not self.store.first_delivery("slack-event", body.get("event_id") or event.get("event_ts", "")):
-            return
         text = _MENTION.sub("", event.get("text", ""))
-        self.run(text, event["user"], event["channel"], "@fluxbot", thread_ts=event.get("thread_ts"))
+        self._submit(self.run, text, event["user"], event["channel"], "@fluxbot", thread_ts=event.get("thread_ts"),
+                     delivery=("slack-event", body.get("event_id") or event.get("event_ts", "")))
 
     def _on_confirm(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()
-        self._settle(body, "confirmed")
+        self._submit(self._settle, body, "confirmed")
 
     def _on_cancel(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()
-        self._settle(body, "cancelled")
+        self._submit(self._settle, body, "cancelled")
+
+    def _submit(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        def safely() -> None:
+            try:
+                work(*args, **kwargs)
+            except Exception:
+                log.exception("slack request failed")
+
+        self._work.submit(safely)
 
     def _on_gate_decision(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()
@@ -139,9 +150,12 @@ class SlackTransport:
         if self.gate is None:
             self._ephemeral(channel, user, "The change gate is not configured on this fluxbot.")
             return
-        answer = self.gate.decide(action["value"], user, approve=action["action_id"] == "fluxbot_gate_approve")
-        if answer:
-            self._ephemeral(channel, user, answer)
+        def decide() -> None:
+            answer = self.gate.decide(action["value"], user, approve=action["action_id"] == "fluxbot_gate_approve")
+            if answer:
+                self._ephemeral(channel, user, answer)
+
+        self._submit(decide)
 
     # Notifier for the change gate -------------------------------------------------------------
 
@@ -158,8 +172,14 @@ class SlackTransport:
     # the request flow -------------------------------------------------------------------------
 
     def run(self, text: str, user: str, channel: str, how: str, thread_ts: str | None = None,
-            unreachable: Callable[[str], Any] | None = None) -> None:
-        """Announce the request in the channel, then answer everything about it in its thread."""
+            unreachable: Callable[[str], Any] | None = None, delivery: tuple[str, str] | None = None) -> None:
+        """Announce the request in the channel, then answer everything about it in its thread.
+
+        `delivery` identifies the Slack delivery; one seen before (a retry) is dropped here, off
+        the ack path.
+        """
+        if delivery is not None and not self.store.first_delivery(*delivery):
+            return
         shown = f"{how} {text.strip()}" if how.startswith("/") else text.strip()
         root = thread_ts or self.post(channel, Message(f"<@{user}> asked: {shown}"[:150],
                                                         lines=(f"`{shown}`",), context="replies follow in the thread"),

@@ -1,0 +1,285 @@
+"""fluxbot benchmarks: `python bench/run.py [--quick] [--json]`.
+
+Builds what it needs in a temp dir and runs everything on loopback: Slack ack latency under load,
+promotion time against the bare git floor, a generated big mono-repo, and concurrent promotions
+through the HTTP app. Prints one table, or one JSON object with --json. Not part of the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from slack_sdk.signature import SignatureVerifier  # noqa: E402
+
+from bot.cli import build_bot  # noqa: E402
+from bot.config import Settings, SlackSettings  # noqa: E402
+from bot.example_repo import write_example_repo  # noqa: E402
+from bot.server import build_server  # noqa: E402
+from bot.slack import SlackTransport  # noqa: E402
+from commands.permissions import Policy, Rule  # noqa: E402
+from tests.standins.slack import SlackStandIn  # noqa: E402
+
+SECRET = "bench-signing-secret"
+
+
+def git(cwd: Path, *args: str, input: str | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, input=input).stdout.strip()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# -- a generated big mono-repo, through git fast-import (seconds, not minutes) ---------------------
+
+def cluster_yaml(name: str, tag: str) -> str:
+    return (f"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: infrastructure\n"
+            f"  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/fleet.git\n  ref:\n"
+            f"    tag: {tag}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
+            f"  name: infrastructure\n  namespace: flux-system\nspec:\n  interval: 5m\n  sourceRef:\n"
+            f"    kind: GitRepository\n    name: infrastructure\n  path: ./infrastructure/\n  prune: true\n"
+            f"  postBuild:\n    substitute:\n      meta_cluster_name: \"{name}\"\n")
+
+
+def release_yaml(name: str, version: str) -> str:
+    return (f"apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: {name}\n"
+            f"spec:\n  interval: 30m\n  chart:\n    spec:\n      chart: {name}\n      version: \"{version}\"\n")
+
+
+def big_repo(target: Path, clusters: int, components: int, tags: int, commits: int) -> Path:
+    """A repo with `clusters` clusters, `components` HelmReleases, `tags` releases, `commits` commits."""
+    target.mkdir(parents=True)
+    git(target, "init", "-q", "-b", "main")
+    stream: list[str] = []
+    mark = 0
+
+    def blob(text: str) -> int:
+        nonlocal mark
+        mark += 1
+        data = text.encode()
+        stream.append(f"blob\nmark :{mark}\ndata {len(data)}\n{text}\n")
+        return mark
+
+    tag_every = max(1, commits // tags)
+    released = []
+    for n in range(commits):
+        files: dict[str, int] = {}
+        if n == 0:
+            for c in range(clusters):
+                files[f"clusters/c{c:04d}/infrastructure.yaml"] = blob(cluster_yaml(f"c{c:04d}", "v0.0.1"))
+            for k in range(components):
+                files[f"infrastructure/comp{k:02d}/release.yaml"] = blob(release_yaml(f"comp{k:02d}", "1.0.0"))
+            files["CHANGELOG.md"] = blob("# Changelog\n\n## [Unreleased]\n")
+        else:
+            k = n % components
+            files[f"infrastructure/comp{k:02d}/release.yaml"] = blob(release_yaml(f"comp{k:02d}", f"1.{n}.0"))
+        mark += 1
+        commit_mark = mark
+        body = "".join(f"M 100644 :{m} {p}\n" for p, m in files.items())
+        message = f"change {n}"
+        stream.append(f"commit refs/heads/main\nmark :{commit_mark}\ncommitter Bench <b@example.com> {1700000000 + n} +0000\n"
+                      f"data {len(message)}\n{message}\n" + ("" if n == 0 else f"from :{commit_mark - len(files) - 1}\n") + body + "\n")
+        if n % tag_every == 0 and len(released) < tags:
+            version = f"v0.{len(released) // 10}.{len(released) % 10 + 1}" if released else "v0.0.1"
+            released.append(version)
+            stream.append(f"reset refs/tags/{version}\nfrom :{commit_mark}\n\n")
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=target, input="".join(stream).encode(), check=True)
+    git(target, "checkout", "-q", "main")
+    return target
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+def measure_promote(repo: Path, state: Path, cluster: str, version: str, rounds: int, checks: bool) -> list[float]:
+    bot = build_bot(Settings(repo=str(repo), state_dir=state, policy=Policy(trusted=True)))
+    bot.workspace.quality_checks = checks
+    bot.handle("status", "bench")  # warm: mirror cloned, caches filled
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        replies = bot.handle(f"promote {version} to {cluster}", "bench")
+        times.append((time.perf_counter() - start) * 1000)
+        assert replies[0].title.startswith("Opened"), replies[0].title
+        number = bot.forge.open_prs()[0].number
+        bot.handle(f"pr close {number}", "bench")
+    return times
+
+
+def measure_git_floor(repo: Path, work: Path, path: str, old: str, new: str, rounds: int) -> list[float]:
+    origin = work / "origin.git"
+    git(work, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = work / "floor"
+    git(work, "clone", "-q", "--bare", str(origin), str(clone))
+    times = []
+    for n in range(rounds):
+        start = time.perf_counter()
+        tree = work / f"wt{n}"
+        git(clone, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
+        git(clone, "worktree", "add", "-q", "--detach", str(tree), "main")
+        file = tree / path
+        file.write_text(file.read_text().replace(f"tag: {old}", f"tag: {new}"))
+        git(tree, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "promote")
+        git(tree, "push", "-q", "--force", str(origin), f"HEAD:refs/heads/floor-{n}")
+        git(clone, "worktree", "remove", "--force", str(tree))
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+class SlackApp:
+    """The real HTTP app for a repo, with a Slack stand-in, for load tests."""
+
+    def __init__(self, repo: Path, state: Path) -> None:
+        self.standin = SlackStandIn(token="xoxb-bench").start()
+        bot = build_bot(Settings(repo=str(repo), state_dir=state,
+                                 policy=Policy(rules=(Rule(actions=("*",), users=("U_BENCH",)),))))
+        slack = SlackSettings(bot_token="xoxb-bench", signing_secret=SECRET, api_url=self.standin.api_url)
+        self.transport = SlackTransport(bot, bot.store, slack)
+        self.server = build_server(self.transport.app, "127.0.0.1", 0, threads=16)
+        threading.Thread(target=self.server.run, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.effective_port}/slack/events"
+        self.bot = bot
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def command(self, text: str, trigger: str = "") -> float:
+        with self._lock:
+            self._n += 1
+            n = self._n
+        body = urlencode({"command": "/flux", "text": text, "user_id": "U_BENCH", "channel_id": "C_BENCH",
+                          "team_id": "T1", "trigger_id": trigger or f"t.{n}", "response_url": f"{self.standin.url}/response/{n}"})
+        ts = str(int(time.time()))
+        request = urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200
+        return (time.perf_counter() - start) * 1000
+
+    def stop(self) -> None:
+        self.server.close()
+        self.standin.stop()
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute on 2 cores")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    quick = args.quick
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+        work = Path(tmp)
+        example = write_example_repo(work / "example")
+
+        # promotion vs the git floor (local forge, example repo)
+        rounds = 3 if quick else 10
+        with_checks = measure_promote(example, work / "s1", "prod-eu", "v0.4.0", rounds, checks=True)
+        without = measure_promote(example, work / "s2", "prod-eu", "v0.4.0", rounds, checks=False)
+        floor = measure_git_floor(example, work, "clusters/prod-eu/infrastructure.yaml", "v0.3.0", "v0.4.0", rounds)
+        results["promote_ms"] = round(statistics.median(with_checks), 1)
+        results["promote_nochecks_ms"] = round(statistics.median(without), 1)
+        results["git_floor_ms"] = round(statistics.median(floor), 1)
+        results["promote_ratio_vs_git"] = round(statistics.median(with_checks) / statistics.median(floor), 2)
+        results["promote_nochecks_ratio_vs_git"] = round(statistics.median(without) / statistics.median(floor), 2)
+
+        # ack latency while promotions run in the background
+        app = SlackApp(example, work / "s3")
+        try:
+            count = 100 if quick else 500
+            background = threading.Thread(target=lambda: [app.command(t) for t in
+                                                         ("rollback demo", "promote v0.4.0 to prod-eu", "status")])
+            background.start()
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                acks = list(pool.map(lambda _: app.command("help"), range(count)))
+            background.join()
+            results["ack_p50_ms"] = round(percentile(acks, 50), 1)
+            results["ack_p99_ms"] = round(percentile(acks, 99), 1)
+        finally:
+            app.stop()
+
+        # the big repo, and how the cost grows with the number of clusters
+        sizes = [10, 100] + ([] if quick else [1000])
+        commits, tags = (1000, 20) if quick else (10000, 200)
+        components = 20 if quick else 60
+        for size in sizes:
+            repo = big_repo(work / f"big{size}", size, components, tags, commits)
+            bot = build_bot(Settings(repo=str(repo), state_dir=work / f"sb{size}", policy=Policy(trusted=True)))
+            bot.workspace.quality_checks = False  # measured above; the generated repo is not renderable
+            bot.handle("status", "bench")
+            latest = bot.snapshot().latest.tag
+            timings = {}
+            for label, text in (("status", "status"), ("versions", "versions"), ("promote", f"promote {latest} to c0001")):
+                start = time.perf_counter()
+                reply = bot.handle(text, "bench")
+                timings[label] = round((time.perf_counter() - start) * 1000, 1)
+                assert not reply[0].title.startswith("✗") and reply[0].tone != "error", reply[0]
+            for label, value in timings.items():
+                results[f"bigrepo_{size}_{label}_ms"] = value
+        results["bigrepo_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+        # concurrency through the HTTP app: 50 promotions to 50 clusters, 20 identical requests
+        n_clusters = 20 if quick else 50
+        repo = big_repo(work / "conc", n_clusters + 1, 5, 3, 10)
+        app = SlackApp(repo, work / "s4")
+        app.bot.workspace.quality_checks = False
+        try:
+            latest = app.bot.snapshot().latest.tag
+            with ThreadPoolExecutor(max_workers=n_clusters) as pool:
+                acks = list(pool.map(lambda c: app.command(f"promote {latest} to c{c:04d}"), range(n_clusters)))
+            done = wait_until(lambda: len(app.bot.forge.open_prs()) >= n_clusters, 300)
+            prs = app.bot.forge.open_prs()
+            results["concurrent_prs"] = len(prs)
+            results["concurrent_expected"] = n_clusters
+            results["concurrent_duplicates"] = len(prs) - len({p.cluster for p in prs})
+            results["concurrent_lost"] = n_clusters - len({p.cluster for p in prs})
+            results["concurrent_max_ack_ms"] = round(max(acks), 1)
+            results["concurrent_all_done"] = done
+            last = f"c{n_clusters:04d}"
+            before = len(app.standin.posts())
+            with ThreadPoolExecutor(max_workers=20) as pool:
+                list(pool.map(lambda _: app.command(f"promote {latest} to {last}"), range(20)))
+            # every one of the 20 requests is answered in its thread (one opens, 19 find that PR)
+            wait_until(lambda: sum(1 for p in app.standin.posts()[before:] if p.get("thread_ts")) >= 20, 300)
+            results["identical_requests_prs"] = sum(1 for p in app.bot.forge.open_prs() if p.cluster == last)
+            results["identical_requests_answered"] = sum(1 for p in app.standin.posts()[before:] if p.get("thread_ts"))
+        finally:
+            app.stop()
+
+    results["machine"] = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    if args.json:
+        print(json.dumps(results))
+    else:
+        width = max(len(k) for k in results)
+        for key, value in results.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
