@@ -153,7 +153,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     transport.recover()
     webhook = _change_gate(settings, bot, transport)
-    server = build_server(transport.app, args.host, args.port, webhook=webhook)
+    probes = {
+        "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
+        "forge": lambda: (bot.forge.open_prs(), "")[1],
+        "slack": lambda: slack_token_problem(client),
+    }
+    server = build_server(transport.app, args.host, args.port, webhook=webhook, probes=probes)
     print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
     try:
         server.run()
@@ -229,7 +234,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(logging.WARNING)
+    serving = args.command == "serve"
+    setup_logging(logging.INFO if serving else logging.WARNING, structured=serving)
     try:
         return args.run(args)
     except (ConfigError, WorkspaceError) as exc:

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from bot.config import GateSettings
+from bot.metrics import GATE_DECISIONS
 from bot.service import FluxBot
 from bot.store import Store
 from commands.gate import CONTEXT, approval_refusal, open_verdict
@@ -128,6 +129,7 @@ class ChangeGate:
                              list(result.clusters), pull.kind, requester, author, now,
                              now + self.settings.policy.expire_seconds)
         self.forge.set_status(pull.head, verdict.state, verdict.description, CONTEXT)
+        GATE_DECISIONS.labels(state="emergency" if verdict.emergency else verdict.state).inc()
         self.store.audit("fluxbot", f"gate PR #{number}", verdict.state, head=pull.head,
                          clusters=result.clusters, emergency=verdict.emergency)
         self._ensure_thread(pull, result.productive)
@@ -241,6 +243,7 @@ class ChangeGate:
         if not self.store.decide_gate(self.forge.name, gate["number"], head, state, description, approver):
             return "This change request was already decided."
         self.forge.set_status(head, state, description, CONTEXT)
+        GATE_DECISIONS.labels(state="approved" if approve else "rejected").inc()
         self.store.audit(approver, f"{'approve' if approve else 'reject'} PR #{gate['number']}", state, head=head)
         outcome = Message(f"Change {'approved' if approve else 'rejected'} by <@{approver}>",
                           tone="success" if approve else "error", lines=(f"PR #{gate['number']}, commit `{head[:7]}`",))

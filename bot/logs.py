@@ -28,6 +28,9 @@ class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
         record.args = ()
+        for key, value in list(record.__dict__.items()):
+            if isinstance(value, str) and key not in ("msg", "name", "levelname", "pathname", "filename", "module", "funcName"):
+                setattr(record, key, self.redact(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -38,10 +41,16 @@ class Redactor(logging.Filter):
 REDACTOR = Redactor()
 
 
-def setup_logging(level: int = logging.WARNING) -> None:
-    """Human-readable logs on stderr, every handler behind the redactor."""
+def setup_logging(level: int = logging.WARNING, structured: bool = False) -> None:
+    """Logs on stderr behind the redactor: JSON lines for the server, readable text for the shell."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if structured:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from bot.failpoints import failpoint
+from bot.metrics import COMMANDS, PRS_OPENED
 from bot.forge.base import Forge, ForgeError
 from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
@@ -24,10 +25,11 @@ from commands.freeze import freeze_refusal
 from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
-from commands.registry import error_message, parse
+from commands.registry import COMMANDS as _REGISTRY, error_message, parse
 from commands.repo import RepoSnapshot
 
 log = logging.getLogger(__name__)
+_VERBS = set(_REGISTRY) | {"flux"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,12 @@ class FluxBot:
                                                   sorted(request.groups), request.confirmed)
         response = self._respond(request)
         response.request_id = request_id
+        verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""
+        outcome = ("confirm" if response.confirmation else
+                   "error" if any(m.tone == "error" for m in response.messages) else "ok")
+        COMMANDS.labels(verb=verb if verb in _VERBS else "other", outcome=outcome).inc()
+        log.info("request", extra={"request_id": request_id, "user_id": request.user, "action": verb,
+                                   "outcome": outcome, "prs": [pr.number for pr in response.prs]})
         return response
 
     def finish(self, response: Response) -> None:
@@ -179,6 +187,7 @@ class FluxBot:
             self.workspace.delete_branch(plan.branch)
             raise
         failpoint("after-pr")
+        PRS_OPENED.labels(kind=plan.kind).inc()
         return pr, _pr_message(pr, plan, "Opened")
 
     def _audit_entries(self) -> list[AuditEntry]:

@@ -1,7 +1,10 @@
 """`fluxbot serve` as an operator starts it: signed requests get 200, wrong signatures 401."""
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 import socket
 import subprocess
 import sys
@@ -39,10 +42,30 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
         refusal = slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "may not run" in p["text"]])[0]
         assert "no permission rule allows it" in refusal["text"]
         assert branches(example_repo) == []
+        base = f"http://127.0.0.1:{port}"
+        assert get(base + "/healthz") == (200, "ok\n")
+        status, ready = get(base + "/readyz")
+        assert status == 200 and json.loads(ready) == {"store": "ok", "forge": "ok", "slack": "ok"}
+        _, metrics = get(base + "/metrics")
+        assert 'fluxbot_commands_total{outcome="ok",verb="help"} 1.0' in metrics
+        assert 'fluxbot_commands_total{outcome="error",verb="promote"} 1.0' in metrics
+        assert "fluxbot_slack_ack_seconds_count 3.0" in metrics
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0]
     assert SLACK_BOT_TOKEN not in output and "Traceback" not in output
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    requests = [e for e in events if e.get("message") == "request"]
+    assert {(e["user_id"], e["action"], e["outcome"]) for e in requests} >= {("U_ALICE", "help", "ok"),
+                                                                           ("U_ALICE", "promote", "error")}
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def test_serve_says_when_slack_rejects_the_token(example_repo: Path, slack_standin, tmp_path: Path) -> None:
