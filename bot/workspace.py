@@ -57,6 +57,7 @@ class GitReader:
         self._repo = repo
         self.head = head
         self._trees: dict[str, dict[str, str]] = {}
+        self._blobs: dict[str, bytes] = {}
 
     def _tree(self, ref: str) -> dict[str, str]:
         if ref not in self._trees:
@@ -78,7 +79,11 @@ class GitReader:
         return self._blob(sha) if sha else None
 
     def _blob(self, sha: str) -> bytes:
-        return self._repo.odb.stream(bytes.fromhex(sha)).read()
+        # A snapshot reads some files more than once (each lookup filters by content first).
+        blob = self._blobs.get(sha)
+        if blob is None:
+            blob = self._blobs[sha] = self._repo.odb.stream(bytes.fromhex(sha)).read()
+        return blob
 
     def tags(self) -> dict[str, str]:
         out = self._repo.git.for_each_ref("refs/tags", format="%(refname:strip=2) %(objectname) %(*objectname)")

@@ -48,6 +48,7 @@ class TreeReader(Protocol):
     def changed_files(self, old: str, new: str, prefix: str) -> list[str]: ...
 
 
+@lru_cache(maxsize=8192)
 def parse_version(text: str) -> semver.Version | None:
     """A semantic version from a tag name (`v0.4.0` or `0.4.0`), or None."""
     candidate = text[1:] if text[:1] in "vV" else text
@@ -231,6 +232,11 @@ class RepoSnapshot:
             if parsed is not None:
                 found.append((parsed, Version(tag, commit, self.changelog.get(normalise(tag)))))
         return [version for _, version in sorted(found, key=lambda item: item[0])]
+
+    @cached_property
+    def parsed_versions(self) -> list[semver.Version]:
+        """The semantic versions of `versions`, in the same (ascending) order."""
+        return [parse_version(v.tag) for v in self.versions]  # type: ignore[misc]
 
     def version(self, text: str) -> Version | None:
         """The release named `text` (`v0.4.0` or `0.4.0`), or None."""

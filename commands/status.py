@@ -1,6 +1,7 @@
 """`status [cluster]`: where a cluster (or every cluster) stands against the latest release."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from commands.args import check_name, resolve_cluster
@@ -26,7 +27,8 @@ def behind(repo: RepoSnapshot, cluster: Cluster) -> str:
     if pin is None or pin.kind != "tag" or parse_version(pin.value) is None:
         return "-"
     current = parse_version(pin.value)
-    return str(sum(1 for v in repo.versions if parse_version(v.tag) > current))
+    ordered = repo.parsed_versions
+    return str(len(ordered) - bisect.bisect_right(ordered, current))
 
 
 def run(cmd: Status, ctx: Context) -> Message:
