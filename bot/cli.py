@@ -16,6 +16,7 @@ from github import Auth
 from bot.config import ConfigError, ForgeSettings, Settings, SlackSettings, load_settings
 from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
+from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.service import FluxBot, Request, Response
@@ -192,6 +193,44 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     return GitHubWebhook(secret, bot.store, gate.on_event)
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    """Validate the config; with --online also try Slack, the forge and the repository."""
+    rows: list[tuple[str, str, str]] = []
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"✗ config: {error}")
+        return 1
+    settings.repo = args.repo or settings.repo
+    rows.append(("config", "ok", args.config or os.environ.get("FLUXBOT_CONFIG", "(none: defaults)")))
+    rows.append(("forge", "ok", settings.forge.type + (f" {settings.forge.repository}" if settings.forge.repository else "")))
+    writes = len(settings.policy.rules)
+    rows.append(("permissions", "ok" if writes else "warn", f"{writes} rule(s)" + ("" if writes else ": every write is denied")))
+    if args.online:
+        slack = SlackSettings.from_env()
+        if slack.bot_token:
+            from bot.slack import slack_token_problem, web_client
+
+            problem = slack_token_problem(web_client(slack))
+            rows.append(("slack", "fail" if problem else "ok", problem or "auth.test accepted SLACK_BOT_TOKEN"))
+        else:
+            rows.append(("slack", "fail", "SLACK_BOT_TOKEN is not set"))
+        try:
+            bot = build_bot(settings)
+            bot.snapshot().cluster_names  # clone/fetch and read the repo
+            rows.append(("repository", "ok", f"{len(bot.snapshot().cluster_names)} clusters on {bot.workspace.default_branch}"))
+            bot.forge.open_prs()
+            rows.append(("forge access", "ok", "listed open pull requests"))
+        except (ConfigError, WorkspaceError, ForgeError) as error:
+            rows.append(("repository/forge", "fail", str(error)))
+        rows.append(("clusters", "skip", "reconcile tracking is not built yet: no cluster connections to check"))
+    width = max(len(r[0]) for r in rows)
+    for name, state, detail in rows:
+        mark = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}[state]
+        print(f"{mark} {name:<{width}}  {detail}")
+    return 1 if any(state == "fail" for _, state, _ in rows) else 0
+
+
 def _example_path() -> Path:
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return base / "fluxbot" / "example-repo"
@@ -226,6 +265,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", help="state dir (SQLite, git cache)")
     serve.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
     serve.set_defaults(run=_serve)
+    check = sub.add_parser("check-config", help="validate the config; --online also tries Slack and the forge")
+    check.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
+    check.add_argument("--repo", help="the mono-repo, when the config has none")
+    check.add_argument("--online", action="store_true", help="also check the Slack token, the repo and the forge")
+    check.set_defaults(run=_check_config)
     example = sub.add_parser("example-repo", help="write an example Flux mono-repo to DIR")
     example.add_argument("dir")
     example.set_defaults(run=_example_repo)

@@ -1,0 +1,40 @@
+"""`fluxbot check-config`: clear verdicts on the config, and with --online on what it reaches."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "check-config", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_a_valid_config_online(example_repo: Path, tmp_path: Path, slack_standin) -> None:
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(f"repo: {example_repo}\nstate_dir: {tmp_path / 'state'}\npermissions:\n  rules:\n"
+                      "    - actions: [promote]\n      users: [U1]\n")
+    run = check("--config", str(config), "--online",
+                env={"SLACK_BOT_TOKEN": "xoxb-test", "FLUXBOT_SLACK_API_URL": slack_standin.api_url})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "✓ slack" in run.stdout and "✓ repository" in run.stdout and "3 clusters on main" in run.stdout
+    assert "- clusters" in run.stdout and "xoxb-test" not in run.stdout
+
+
+def test_config_errors_say_where(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("permissions:\n  rules:\n    - actions: [deploy]\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1
+    assert "permissions.rules[0]" in run.stdout and "deploy" in run.stdout
+
+
+def test_offline_warns_that_writes_are_denied_without_rules(tmp_path: Path) -> None:
+    config = tmp_path / "f.yaml"
+    config.write_text("repo: /nowhere\n")
+    run = check("--config", str(config))
+    assert run.returncode == 0 and "every write is denied" in run.stdout
+    online = check("--config", str(config), "--online", env={"SLACK_BOT_TOKEN": ""})
+    assert online.returncode == 1 and "✗ slack" in online.stdout and "cannot clone" in online.stdout

