@@ -122,6 +122,9 @@ class Store:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process (what crash safety needs); only an OS crash
+            # could lose the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
