@@ -88,3 +88,19 @@ def test_secrets_are_referenced_never_inlined() -> None:
     assert v["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
     assert v["podSecurityContext"]["runAsNonRoot"] is True
+
+
+# Web API method -> the bot scope it needs (Slack's method docs).
+_SCOPES = {"chat_postMessage": "chat:write", "chat_update": "chat:write", "chat_postEphemeral": "chat:write",
+           "usergroups_users_list": "usergroups:read", "auth_test": None}
+
+
+def test_the_slack_manifest_asks_for_exactly_the_scopes_used() -> None:
+    manifest = yaml.load((ROOT / "docs" / "slack-app-manifest.yaml").read_text())
+    source = "\n".join(p.read_text() for p in (ROOT / "bot").glob("*.py"))
+    called = set(re.findall(r"client\.([a-z]+_[A-Za-z_]+)\(", source))
+    assert called <= set(_SCOPES), f"map these methods to scopes: {called - set(_SCOPES)}"
+    needed = {_SCOPES[m] for m in called if _SCOPES[m]} | {"commands", "app_mentions:read"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
+    assert manifest["features"]["slash_commands"][0]["command"] == "/flux"
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention"]
