@@ -16,6 +16,8 @@ from github import Auth
 from bot.config import ConfigError, ForgeSettings, Settings, SlackSettings, load_settings
 from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
+from bot.cluster import ClusterError, FluxCluster
+from bot.follow import ReconcileFollower
 from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
@@ -32,7 +34,13 @@ def build_bot(settings: Settings) -> FluxBot:
     state = settings.resolved_state_dir()
     store = Store(state / "fluxbot.db")
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
-    return FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
+    bot = FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
+    bot.clusters = _clusters(settings)
+    return bot
+
+
+def _clusters(settings: Settings) -> dict[str, FluxCluster]:
+    return {name: FluxCluster(name, connection) for name, connection in settings.connections.items()}
 
 
 def _github_auth(forge: ForgeSettings) -> Auth.Auth:
@@ -63,7 +71,9 @@ def _github_bot(settings: Settings) -> FluxBot:
     forge = GitHubForge(forge_settings.repository, auth, workspace, forge_settings.base_url,
                         forge_settings.reviewers_team, forge_settings.seconds_between_writes or None)
     holder["forge"] = forge
-    return FluxBot(workspace, forge, store, settings.productive, settings.policy)
+    bot = FluxBot(workspace, forge, store, settings.productive, settings.policy)
+    bot.clusters = _clusters(settings)
+    return bot
 
 
 def _shell(args: argparse.Namespace) -> int:
@@ -153,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         SocketModeHandler(transport.app, slack.app_token).start()
         return 0
     transport.recover()
+    follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
+    bot.merge_hooks.append(follower.on_merged)
+    follower.resume()
     webhook = _change_gate(settings, bot, transport)
     probes = {
         "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
@@ -223,7 +236,14 @@ def _check_config(args: argparse.Namespace) -> int:
             rows.append(("forge access", "ok", "listed open pull requests"))
         except (ConfigError, WorkspaceError, ForgeError) as error:
             rows.append(("repository/forge", "fail", str(error)))
-        rows.append(("clusters", "skip", "reconcile tracking is not built yet: no cluster connections to check"))
+        for name, cluster in _clusters(settings).items():
+            try:
+                items, _ = cluster.list("kustomizations")
+                rows.append((f"cluster {name}", "ok", f"{len(items)} Kustomizations in {cluster.namespace}"))
+            except ClusterError as error:
+                rows.append((f"cluster {name}", "fail", str(error)))
+        if not settings.connections:
+            rows.append(("clusters", "skip", "no cluster connections configured (reconcile tracking is off)"))
     width = max(len(r[0]) for r in rows)
     for name, state, detail in rows:
         mark = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}[state]

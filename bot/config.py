@@ -9,6 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from bot.cluster import ClusterConnection
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
 
@@ -133,6 +134,7 @@ class Settings:
     forge: ForgeSettings = field(default_factory=ForgeSettings)
     policy: Policy = field(default_factory=Policy)  # deny-by-default until rules are configured
     gate: GateSettings = field(default_factory=GateSettings)
+    connections: dict[str, ClusterConnection] = field(default_factory=dict)  # cluster -> how to reach it
     confirm_ttl_seconds: float = 600.0
 
     def resolved_state_dir(self) -> Path:
@@ -183,6 +185,10 @@ def load_settings(path: str | None) -> Settings:
     settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     for name, cluster in (data.get("clusters") or {}).items():
+        if isinstance(cluster, dict) and (cluster.get("context") or cluster.get("in_cluster") or cluster.get("kubeconfig")):
+            settings.connections[str(name)] = ClusterConnection(
+                context=str(cluster.get("context", "")), kubeconfig=str(cluster.get("kubeconfig", "")),
+                in_cluster=bool(cluster.get("in_cluster", False)), namespace=str(cluster.get("namespace", "flux-system")))
         if isinstance(cluster, dict) and "productive" in cluster:
             if not isinstance(cluster["productive"], bool):
                 raise ConfigError(f"clusters.{name}.productive in {path} must be true or false")

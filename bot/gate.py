@@ -78,7 +78,9 @@ class ChangeGate:
             if pull.get("merged"):
                 self.notify(number, "merged", Message(f"PR #{number} merged", tone="success",
                                                       lines=(f"merge commit `{(pull.get('merge_commit_sha') or '')[:12]}`",)))
-                tag = self.bot.tag_release(self.forge.get(number))
+                merged_pr = self.forge.get(number)
+                self.bot.merged(merged_pr)
+                tag = self.bot.tag_release(merged_pr)
                 if tag:
                     self.notify(number, f"tag-{tag}", Message(f"Tagged the merge commit as {tag}", tone="success"))
             else:

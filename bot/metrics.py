@@ -13,3 +13,5 @@ SLACK_RESPONSE = Histogram(
     "fluxbot_slack_ack_seconds", "Time from a Slack request's arrival to fluxbot's HTTP answer (the ack).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0), registry=REGISTRY,
 )
+RECONCILES = Counter("fluxbot_reconciles_total", "Followed reconciles by outcome (applied, failed, timeout).",
+                     ["outcome"], registry=REGISTRY)

@@ -13,8 +13,9 @@ import threading
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from bot.cluster import ClusterError
 from bot.failpoints import failpoint
 from bot.metrics import COMMANDS, PRS_OPENED
 from bot.forge.base import Forge, ForgeError
@@ -22,7 +23,7 @@ from bot.store import Store
 from bot.workspace import Workspace, WorkspaceError
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
-from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, Link, Message, PrAction, PullRequest
+from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.registry import COMMANDS as _REGISTRY, error_message, parse
@@ -60,6 +61,8 @@ class FluxBot:
     store: Store
     productive_overrides: Mapping[str, bool] = field(default_factory=dict)
     policy: Policy = field(default_factory=lambda: Policy(trusted=True))
+    merge_hooks: list[Callable[[PullRequest], None]] = field(default_factory=list)  # e.g. follow the reconcile
+    clusters: dict[str, Any] = field(default_factory=dict)  # name -> FluxCluster, for reconcile and live status
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -135,12 +138,15 @@ class FluxBot:
         freezes = self.store.freezes()
         if spec.action and (refusal := freeze_refusal(freezes, spec.verb, spec.targets(command))):
             raise refusal
-        ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes, self._audit_entries)
+        ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes, self._audit_entries,
+                      self.live)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
             return Response([outcome])
         if isinstance(outcome, FreezeAction):
             return Response([self._freeze(outcome, request.user)])
+        if isinstance(outcome, ReconcileAction):
+            return Response([self._reconcile(outcome)])
         if isinstance(outcome, PrAction):
             return Response([self._act_on_pr(outcome, request.user)])
         if request.confirm_risky and not request.confirmed and any(p.productive for p in outcome):
@@ -209,9 +215,47 @@ class FluxBot:
         self.workspace.tag(pr.merge_commit, tag, f"infrastructure {tag}")
         return tag
 
+    def merged(self, pr: PullRequest) -> None:
+        """A PR merged (here, or on the forge): run the merge hooks; one failing does not stop the rest."""
+        for hook in self.merge_hooks:
+            try:
+                hook(pr)
+            except Exception:
+                log.exception("merge hook failed for PR #%s", pr.number)
+
+    def _reconcile(self, action: ReconcileAction) -> Message:
+        cluster = self.clusters.get(action.cluster)
+        if cluster is None:
+            raise CommandError(f"fluxbot has no connection to cluster `{action.cluster}`",
+                               f"configure `clusters.{action.cluster}.context` (or `in_cluster: true`) in fluxbot.yaml")
+        repo_cluster = self.snapshot().cluster(action.cluster)
+        source = repo_cluster.backref.name if repo_cluster and repo_cluster.backref else "infrastructure"
+        kustomization = (repo_cluster.kustomization if repo_cluster else "") or "infrastructure"
+        try:
+            stamp = cluster.request_reconcile(source, kustomization)
+        except ClusterError as error:
+            raise CommandError(str(error), "nothing was changed on the cluster") from None
+        return Message(f"Asked Flux on {action.cluster} to reconcile", tone="success",
+                       lines=(f"GitRepository `{source}` and Kustomization `{kustomization}` annotated at {stamp}",))
+
+    def live(self, name: str) -> dict[str, Any] | None:
+        """The cluster's Flux objects for `status`, or {'error': ...}; None without a connection."""
+        cluster = self.clusters.get(name)
+        repo_cluster = self.snapshot().cluster(name) if cluster is not None else None
+        if cluster is None or repo_cluster is None:
+            return None
+        try:
+            kustomization = cluster.get("kustomizations", repo_cluster.kustomization or "infrastructure")
+            children, _ = cluster.list("kustomizations")
+            releases, _ = cluster.list("helmreleases", all_namespaces=True)
+        except ClusterError as error:
+            return {"error": str(error)}
+        return {"kustomization": kustomization, "children": children + releases}
+
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":
             pr = self.forge.merge(action.number, user)
+            self.merged(pr)
             tag = self.tag_release(pr)
             return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
                            lines=(f"tagged the merge commit `{pr.merge_commit[:12]}` as `{tag}`",) if tag else (),

@@ -109,6 +109,7 @@ class SlackTransport:
         app.action("fluxbot_cancel")(self._on_cancel)
         app.action("fluxbot_gate_approve")(self._on_gate_decision)
         app.action("fluxbot_gate_reject")(self._on_gate_decision)
+        app.action("fluxbot_rollback")(self._on_rollback)
         app.action(re.compile(r"^fluxbot_link_"))(lambda ack: ack())
         app.error(self._on_error)
         return app
@@ -142,6 +143,15 @@ class SlackTransport:
                 log.exception("slack request failed")
 
         self._work.submit(safely)
+
+    def _on_rollback(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
+        """The Roll back button under a failed reconcile: `rollback <cluster>` as the clicker."""
+        ack()
+        cluster, user = body["actions"][0]["value"], body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        thread_ts = (body.get("message") or {}).get("thread_ts") or body["container"].get("thread_ts") \
+            or body["container"].get("message_ts")
+        self._submit(self.run, f"rollback {cluster}", user, channel, "/flux", thread_ts=thread_ts)
 
     def _on_gate_decision(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()

@@ -94,6 +94,20 @@ CREATE TABLE IF NOT EXISTS requests (
     state TEXT NOT NULL,
     created TEXT NOT NULL
 );
+-- reconciles being followed after a merge; `following` ones resume after a restart
+CREATE TABLE IF NOT EXISTS follows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster TEXT NOT NULL,
+    expected TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kustomization TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    started REAL NOT NULL,
+    requested INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'following'
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -247,6 +261,30 @@ class Store:
 
     def unanswered_requests(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM requests WHERE state = 'running' ORDER BY id")
+
+    def add_follow(self, cluster: str, expected: str, tag: str, source: str, kustomization: str,
+                   channel: str, thread_ts: str, started: float) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO follows (cluster, expected, tag, source, kustomization, channel, thread_ts, started)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (cluster, expected, tag, source, kustomization, channel, thread_ts, started))
+            return int(cursor.lastrowid or 0)
+
+    def follow(self, follow_id: int) -> sqlite3.Row:
+        return self.query("SELECT * FROM follows WHERE id = ?", follow_id)[0]
+
+    def open_follows(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM follows WHERE state = 'following' ORDER BY id")
+
+    def follow_requested(self, follow_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE follows SET requested = 1 WHERE id = ?", (follow_id,))
+
+    def end_follow(self, follow_id: int, state: str) -> bool:
+        """Close a follow; False when it was closed already (so its outcome is posted once)."""
+        with self.transaction() as db:
+            cursor = db.execute("UPDATE follows SET state = ? WHERE id = ? AND state = 'following'", (state, follow_id))
+            return cursor.rowcount == 1
 
     # audit ------------------------------------------------------------------------------------
 

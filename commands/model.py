@@ -67,6 +67,7 @@ class Cluster:
     variables: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     apps: tuple[App, ...] = ()
     problem: str = ""  # why the back-reference could not be found, if it could not
+    kustomization: str = ""  # name of the infrastructure Kustomization
 
     @property
     def pin(self) -> Pin | None:
@@ -205,4 +206,11 @@ class FreezeAction:
     reason: str = ""
 
 
-Outcome = Union[Message, tuple[ChangePlan, ...], PrAction, FreezeAction]
+@dataclass(frozen=True)
+class ReconcileAction:
+    """Ask Flux on the cluster to reconcile now."""
+
+    cluster: str
+
+
+Outcome = Union[Message, tuple[ChangePlan, ...], PrAction, FreezeAction, ReconcileAction]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from commands import app, audit, diff, freeze, help, onboard, pr, promote, prs, release, rollback, status, unlock, versions
+from commands import app, audit, diff, freeze, help, onboard, pr, promote, prs, reconcile, release, rollback, status, unlock, versions
 from commands.args import split_words
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, Message, Outcome
@@ -26,6 +26,7 @@ COMMANDS: dict[str, CommandSpec] = {
         freeze.FREEZE,
         freeze.UNFREEZE,
         unlock.SPEC,
+        reconcile.SPEC,
         audit.SPEC,
     )
 }

@@ -181,7 +181,8 @@ class RepoSnapshot:
             f"the infrastructure Kustomization in {infra_ks.path} takes GitRepository "
             f"`{source_name}` as source, but no such GitRepository is under clusters/{name}/"
         )
-        return Cluster(name, backref, productive, dict(variables), apps, problem)
+        ks_name = str(_get(infra_ks.data, "metadata", "name") or "")
+        return Cluster(name, backref, productive, dict(variables), apps, problem, ks_name)
 
     def _docs(self, paths: list[str], needle: bytes, problems: list[str]) -> Iterator[_Doc]:
         for path in sorted(paths):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from commands.args import check_name, resolve_cluster
 from commands.context import CommandSpec, Context
 from commands.model import Cluster, Link, Message
+from commands.reconcile import name_of, ready
 from commands.repo import RepoSnapshot, parse_version
 
 
@@ -57,12 +58,40 @@ def run(cmd: Status, ctx: Context) -> Message:
         ("Apps", ", ".join(a.name + (" (values)" if a.values_file else "") for a in cluster.apps) or "none"),
         ("Open change", f"#{pr.number} {pr.title}" if pr else "none"),
     ]
+    lines = _live(ctx, cluster.name, fields)
     return Message(
         f"Cluster {cluster.name}",
+        lines=lines,
         fields=tuple(fields),
         links=(Link(f"PR #{pr.number}", pr.url),) if pr else (),
         tone="warning" if cluster.problem else "info",
     )
+
+
+def _live(ctx: Context, name: str, fields: list[tuple[str, str]]) -> tuple[str, ...]:
+    """Add what Flux reports on the cluster itself; the objects that are not Ready as lines."""
+    live = ctx.live(name)
+    if live is None:
+        return ()
+    if "error" in live:
+        fields.append(("Live", f"unavailable: {live['error']}"))
+        return ()
+    kustomization = live.get("kustomization")
+    if kustomization is None:
+        fields.append(("Live", "the infrastructure Kustomization is not on the cluster"))
+        return ()
+    status, reason, message = ready(kustomization)
+    st = kustomization.get("status") or {}
+    fields += [
+        ("Ready", f"{status}" + (f" ({reason})" if reason else "")),
+        ("Applied", st.get("lastAppliedRevision", "?")),
+        ("Attempted", st.get("lastAttemptedRevision", "?")),
+        ("Suspended", "yes" if (kustomization.get("spec") or {}).get("suspend") else "no"),
+    ]
+    not_ready = [f"{name_of(c)}: {ready(c)[1]} {ready(c)[2]}".strip() for c in live.get("children", [])
+                 if ready(c)[0] != "True"]
+    return ((f"infrastructure: {message}",) if status != "True" and message else ()) + tuple(
+        f"not ready: {line}" for line in not_ready)
 
 
 SPEC = CommandSpec(

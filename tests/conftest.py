@@ -225,3 +225,21 @@ def slack_app(slack_standin, example_repo: Path, tmp_path: Path):
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def kube():
+    """A Kubernetes API stand-in serving the three Flux kinds."""
+    from tests.standins.kubernetes import KubernetesStandIn
+
+    standin = KubernetesStandIn()
+    yield standin
+    standin.stop()
+
+
+def flux_status(name: str) -> dict:
+    """A status block from ../shared/fixtures/payloads/flux/ (the real shapes, from Flux's API docs)."""
+    from ruamel.yaml import YAML
+
+    docs = list(YAML(typ="safe", pure=True).load_all(shared_file(f"fixtures/payloads/flux/{name}").read_text()))
+    return next(d for d in docs if d and "status" in d)["status"]

@@ -20,7 +20,7 @@ def test_a_valid_config_online(example_repo: Path, tmp_path: Path, slack_standin
                 env={"SLACK_BOT_TOKEN": "xoxb-test", "FLUXBOT_SLACK_API_URL": slack_standin.api_url})
     assert run.returncode == 0, run.stdout + run.stderr
     assert "✓ slack" in run.stdout and "✓ repository" in run.stdout and "3 clusters on main" in run.stdout
-    assert "- clusters" in run.stdout and "xoxb-test" not in run.stdout
+    assert "- clusters" in run.stdout and "reconcile tracking is off" in run.stdout and "xoxb-test" not in run.stdout
 
 
 def test_config_errors_say_where(tmp_path: Path) -> None:
