@@ -36,6 +36,7 @@ def build_bot(settings: Settings) -> FluxBot:
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
     bot = FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
+    bot.release_requires_green = settings.release_requires_green
     return bot
 
 
@@ -73,6 +74,7 @@ def _github_bot(settings: Settings) -> FluxBot:
     holder["forge"] = forge
     bot = FluxBot(workspace, forge, store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
+    bot.release_requires_green = settings.release_requires_green
     return bot
 
 

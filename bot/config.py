@@ -135,6 +135,7 @@ class Settings:
     policy: Policy = field(default_factory=Policy)  # deny-by-default until rules are configured
     gate: GateSettings = field(default_factory=GateSettings)
     connections: dict[str, ClusterConnection] = field(default_factory=dict)  # cluster -> how to reach it
+    release_requires_green: str = ""  # `release.require_green_cluster`: e.g. the test cluster
     confirm_ttl_seconds: float = 600.0
 
     def resolved_state_dir(self) -> Path:
@@ -183,6 +184,7 @@ def load_settings(path: str | None) -> Settings:
         raise ConfigError(f"forge.repository in {path} must be `owner/name` for GitHub")
     settings.policy = _policy(data.get("permissions") or {}, path)
     settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
+    settings.release_requires_green = str((data.get("release") or {}).get("require_green_cluster", ""))
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and (cluster.get("context") or cluster.get("in_cluster") or cluster.get("kubeconfig")):

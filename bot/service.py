@@ -63,6 +63,7 @@ class FluxBot:
     policy: Policy = field(default_factory=lambda: Policy(trusted=True))
     merge_hooks: list[Callable[[PullRequest], None]] = field(default_factory=list)  # e.g. follow the reconcile
     clusters: dict[str, Any] = field(default_factory=dict)  # name -> FluxCluster, for reconcile and live status
+    release_requires_green: str = ""
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -139,7 +140,7 @@ class FluxBot:
         if spec.action and (refusal := freeze_refusal(freezes, spec.verb, spec.targets(command))):
             raise refusal
         ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes, self._audit_entries,
-                      self.live)
+                      self.live, self.release_requires_green)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
             return Response([outcome])

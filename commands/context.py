@@ -19,6 +19,7 @@ class Context:
     freezes: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (reason, who)
     audit_log: Callable[[], Sequence[AuditEntry]] = lambda: ()  # read only by `audit`
     live: Callable[[str], dict[str, Any] | None] = lambda cluster: None  # Flux objects on the cluster, if reachable
+    release_requires_green: str = ""  # a cluster tracking main that must reconcile cleanly before `release`
 
     def open_change_for(self, cluster: str) -> PullRequest | None:
         return next((pr for pr in self.open_prs if pr.cluster == cluster and pr.state == "open"), None)

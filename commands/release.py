@@ -11,6 +11,7 @@ from commands.args import check_name
 from commands.changelog import normalise
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, CommandError, FileEdit
+from commands.reconcile import name_of, ready
 from commands.repo import CHANGELOG, parse_version
 
 _UNRELEASED_HEADING = re.compile(r"^##\s+\[?unreleased\]?[^\r\n]*", re.I | re.M)
@@ -48,6 +49,7 @@ def run(cmd: Release, ctx: Context) -> tuple[ChangePlan, ...]:
     tag = prefix + str(wanted)
     if latest is not None and wanted <= parse_version(latest.tag):
         raise CommandError(f"`{tag}` is not newer than the latest release `{latest.tag}`", "pick a greater version")
+    _require_green(ctx)
     unreleased = repo.changelog.get("unreleased")
     if unreleased is None or not unreleased.entries:
         raise CommandError("the `Unreleased` section of CHANGELOG.md is empty", "add what changed there first")
@@ -67,6 +69,24 @@ def run(cmd: Release, ctx: Context) -> tuple[ChangePlan, ...]:
         edits=(FileEdit(CHANGELOG, before, after.encode("utf-8")),), labels=("fluxbot", "release"),
         productive=False, to_version=tag,
     ),)
+
+
+def _require_green(ctx: Context) -> None:
+    """With the switch on, the test cluster (tracking main) must be Ready on the cluster itself."""
+    test = ctx.release_requires_green
+    if not test:
+        return
+    live = ctx.live(test)
+    if live is None or "error" in live:
+        reason = (live or {}).get("error", f"fluxbot has no connection to `{test}`")
+        raise CommandError(f"cannot confirm that `{test}` reconciles main cleanly: {reason}",
+                           "releases wait for a green test cluster (`release.require_green_cluster`)")
+    status, reason, message = ready(live.get("kustomization") or {})
+    failing = [name_of(c) for c in live.get("children", []) if ready(c)[0] == "False"]
+    if status != "True" or failing:
+        raise CommandError(f"`{test}` is not green: {reason or 'not Ready'} {message}".strip()
+                           + (f"; failing: {', '.join(failing)}" if failing else ""),
+                           "fix main on the test cluster first; releases wait for it")
 
 
 def _move_unreleased(text: str, version: str, tag: str, previous_tag: str, today: str) -> str:

@@ -191,3 +191,19 @@ def test_reconcile_command_and_live_status(example_repo: Path, make_bot, kube, t
     bot.clusters = {"demo": FluxCluster("demo", ClusterConnection(kubeconfig=str(tmp_path / "dead"), context="standin"))}
     assert "Live:           unavailable: cluster `demo` is unreachable" in "\n".join(
         to_text(m) for m in bot.handle("status demo", "alice"))
+
+
+def test_release_waits_for_a_green_test_cluster(example_repo: Path, make_bot, kube, tmp_path) -> None:
+    seed(kube, revision(example_repo, "v0.4.0"))
+    bot = make_bot(example_repo)
+    bot.clusters = {"test": FluxCluster("test", ClusterConnection(kubeconfig=str(kube.kubeconfig(tmp_path / "kc")),
+                                                                   context="standin"))}
+    bot.release_requires_green = "test"
+    kube.set_status(HELM, "ingress-nginx", {"conditions": [{"type": "Ready", "status": "False", "reason": "UpgradeFailed",
+                                                            "message": "boom"}]}, namespace="ingress-nginx")
+    refused = "\n".join(to_text(m) for m in bot.handle("release v0.5.0", "alice"))
+    assert "`test` is not green" in refused and "HelmRelease ingress-nginx/ingress-nginx" in refused
+    assert branches(example_repo) == []
+    kube.set_status(HELM, "ingress-nginx", {"conditions": [{"type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
+                                                            "message": "ok"}]}, namespace="ingress-nginx")
+    assert "Opened: PR #1 Release v0.5.0" in "\n".join(to_text(m) for m in bot.handle("release v0.5.0", "alice"))
