@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from commands.onboard import apps_base_yaml, infrastructure_yaml
+
 REPO_URL = "https://git.example.com/platform/fleet.git"
 
 _CHANGELOG_HEAD = """# Changelog
@@ -124,57 +126,11 @@ resources:
 
 
 def _cluster(name: str, ref: str, zone: str, productive: bool) -> dict[str, str]:
-    productive_line = '      meta_productive: "true"\n' if productive else ""
+    variables = {"meta_cluster_name": name, "meta_network_zone": zone} | ({"meta_productive": "true"} if productive else {})
     return {
-        f"clusters/{name}/infrastructure.yaml": f"""# Infrastructure of {name}: the release it runs is the tag below.
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: infrastructure
-  namespace: flux-system
-spec:
-  interval: 1m
-  url: {REPO_URL}
-  ref:
-    {ref}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: infrastructure
-  namespace: flux-system
-spec:
-  interval: 5m
-  retryInterval: 1m
-  timeout: 5m
-  sourceRef:
-    kind: GitRepository
-    name: infrastructure
-  path: ./infrastructure/
-  prune: true
-  wait: true
-  postBuild:
-    substitute:
-      meta_cluster_name: "{name}"
-      meta_network_zone: "{zone}"
-{productive_line}""",
-        f"clusters/{name}/apps-base.yaml": f"""apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: apps-base
-  namespace: flux-system
-spec:
-  interval: 1m
-  dependsOn:
-    - name: infrastructure
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  path: ./clusters/{name}/apps/
-  prune: true
-  wait: true
-  timeout: 5m0s
-""",
+        f"clusters/{name}/infrastructure.yaml": f"# Infrastructure of {name}: the release it runs is the tag below.\n"
+        + infrastructure_yaml(REPO_URL, ref, variables),
+        f"clusters/{name}/apps-base.yaml": apps_base_yaml(name),
         f"clusters/{name}/apps/kustomization.yaml": """apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: []

@@ -110,22 +110,14 @@ def _plan(ctx: Context, cmd: AppChange, cluster: Cluster, edits: tuple[FileEdit,
 def _release(ctx: Context, app: str) -> dict[str, str]:
     """The app's HelmRelease name and namespace (the namespace its kustomization sets wins)."""
     name, namespace = app, ""
-    for path in ctx.repo.reader.list_files(ctx.repo.head, f"apps/{app}/"):
-        raw = ctx.repo.reader.read(ctx.repo.head, path)
-        if not raw or not path.endswith((".yaml", ".yml")):
+    for _path, doc in ctx.repo.yaml_documents(ctx.repo.head, f"apps/{app}/"):
+        if not isinstance(doc, dict):
             continue
-        try:
-            docs = documents(raw)
-        except ValueError:
-            continue
-        for doc in docs:
-            if not isinstance(doc, dict):
-                continue
-            if doc.get("kind") == "HelmRelease":
-                name = str((doc.get("metadata") or {}).get("name", app))
-                namespace = namespace or str((doc.get("metadata") or {}).get("namespace", ""))
-            elif doc.get("kind") == "Kustomization" and doc.get("namespace"):
-                namespace = str(doc["namespace"])
+        if doc.get("kind") == "HelmRelease":
+            name = str((doc.get("metadata") or {}).get("name", app))
+            namespace = namespace or str((doc.get("metadata") or {}).get("namespace", ""))
+        elif doc.get("kind") == "Kustomization" and doc.get("namespace"):
+            namespace = str(doc["namespace"])
     return {"name": name, "namespace": namespace}
 
 

@@ -70,8 +70,8 @@ def run(cmd: Onboard, ctx: Context) -> tuple[ChangePlan, ...]:
     url = _source_url(ctx, template)
     base = f"clusters/{cmd.cluster}"
     files = {
-        f"{base}/infrastructure.yaml": _infrastructure(url, version.tag, variables),
-        f"{base}/apps-base.yaml": _apps_base(cmd.cluster),
+        f"{base}/infrastructure.yaml": infrastructure_yaml(url, f"tag: {version.tag}", variables),
+        f"{base}/apps-base.yaml": apps_base_yaml(cmd.cluster),
         f"{base}/apps/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
     }
     productive = variables.get("meta_productive", "").lower() == "true"
@@ -119,7 +119,8 @@ def _bootstrap_command(url: str, cluster: str) -> str:
     return f"flux bootstrap git --url={url} --branch=main --path=clusters/{cluster}"
 
 
-def _infrastructure(url: str, tag: str, variables: dict[str, str]) -> str:
+def infrastructure_yaml(url: str, ref: str, variables: dict[str, str]) -> str:
+    """A cluster's back-reference (`ref` is `tag: v1.2.3` or `branch: main`) and infrastructure Kustomization."""
     substitute = "".join(f"      {k}: {json.dumps(v)}\n" for k, v in variables.items())
     substitute_block = f"    substitute:\n{substitute}" if variables else "    substitute: {}\n"
     return f"""apiVersion: source.toolkit.fluxcd.io/v1
@@ -131,7 +132,7 @@ spec:
   interval: 1m
   url: {url}
   ref:
-    tag: {tag}
+    {ref}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
@@ -152,7 +153,8 @@ spec:
 {substitute_block}"""
 
 
-def _apps_base(cluster: str) -> str:
+def apps_base_yaml(cluster: str) -> str:
+    """The Kustomization that deploys `clusters/<cluster>/apps/`."""
     return f"""apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata:

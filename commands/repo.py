@@ -64,6 +64,16 @@ def _documents(raw: bytes) -> tuple[Any, ...]:
     return tuple(load_documents(raw.decode("utf-8")))
 
 
+def documents_or_none(raw: bytes | None) -> tuple[Any, ...]:
+    """Parsed YAML documents of a file; none for a missing or unparseable one."""
+    if raw is None:
+        return ()
+    try:
+        return documents(raw)
+    except ValueError:
+        return ()
+
+
 def documents(raw: bytes) -> tuple[Any, ...]:
     """Parsed YAML documents of a file; raises ValueError if it is not YAML."""
     try:
@@ -255,30 +265,28 @@ class RepoSnapshot:
         low, high = sorted((parse_version(old.tag), parse_version(new.tag)))
         return [v for v in self.versions if low < parse_version(v.tag) <= high]
 
+    def yaml_documents(self, ref: str, prefix: str, needle: bytes = b"") -> Iterator[tuple[str, Any]]:
+        """(path, document) of every parseable YAML file under `prefix` at `ref` that contains `needle`."""
+        for path in self.reader.list_files(ref, prefix):
+            if path.endswith(_YAML_SUFFIXES):
+                raw = self.reader.read(ref, path)
+                if raw and needle in raw:
+                    for doc in documents_or_none(raw):
+                        yield path, doc
+
     def components(self, version: Version) -> list[Component]:
         """Every HelmRelease under `infrastructure/` at that version."""
-        found = []
-        for path in self.reader.list_files(version.commit, INFRASTRUCTURE_DIR + "/"):
-            if not path.endswith(_YAML_SUFFIXES):
-                continue
-            raw = self.reader.read(version.commit, path)
-            if not raw or b"HelmRelease" not in raw:
-                continue
-            try:
-                docs = documents(raw)
-            except ValueError:
-                continue
-            for doc in docs:
-                if _is_kind(doc, "HelmRelease", "helm.toolkit.fluxcd.io"):
-                    found.append(
-                        Component(
-                            name=str(_get(doc, "metadata", "name")),
-                            namespace=str(_get(doc, "metadata", "namespace") or ""),
-                            chart=str(_get(doc, "spec", "chart", "spec", "chart") or ""),
-                            chart_version=str(_get(doc, "spec", "chart", "spec", "version") or "*"),
-                            path=path,
-                        )
-                    )
+        found = [
+            Component(
+                name=str(_get(doc, "metadata", "name")),
+                namespace=str(_get(doc, "metadata", "namespace") or ""),
+                chart=str(_get(doc, "spec", "chart", "spec", "chart") or ""),
+                chart_version=str(_get(doc, "spec", "chart", "spec", "version") or "*"),
+                path=path,
+            )
+            for path, doc in self.yaml_documents(version.commit, INFRASTRUCTURE_DIR + "/", b"HelmRelease")
+            if _is_kind(doc, "HelmRelease", "helm.toolkit.fluxcd.io")
+        ]
         return sorted(found, key=lambda c: (c.name, c.namespace))
 
     # history ----------------------------------------------------------------------------------
@@ -288,13 +296,7 @@ class RepoSnapshot:
         if cluster.backref is None:
             return
         for commit, raw in self.reader.history(self.head, cluster.backref.path):
-            if raw is None:
-                continue
-            try:
-                docs = documents(raw)
-            except ValueError:
-                continue
-            for doc in docs:
+            for doc in documents_or_none(raw):
                 if _is_kind(doc, "GitRepository", "source.toolkit.fluxcd.io") and (
                     _get(doc, "metadata", "name") == cluster.backref.name
                 ):

@@ -113,17 +113,7 @@ def _render_like(node: ScalarNode, source: str, value: str) -> str:
 
 def _verify(before: str, after: str, document: int, key_path: Sequence[str], value: str) -> None:
     """Parse both versions and insist that exactly the intended value changed."""
-    expected = load_documents(before)
-    target = expected[document]
-    for key in key_path[:-1]:
-        target = target[key]
-    target[key_path[-1]] = value
-    try:
-        actual = load_documents(after)
-    except YAMLError:
-        actual = None
-    if actual != expected:
-        raise CommandError("the edited file would not parse back to the intended change; nothing was written")
+    _verify_change(before, after, document, key_path, lambda _old: value)
 
 
 # Sequences and keys -------------------------------------------------------------------------
@@ -226,6 +216,7 @@ def _key_column(text: str, index: int) -> int:
 
 
 def _verify_change(before: str, after: str, document: int, key_path: Sequence[str], change: Any) -> None:
+    """Insist that `after` parses to `before` with only the value at `key_path` changed by `change`."""
     expected = load_documents(before)
     target = expected[document]
     for key in key_path[:-1]:
