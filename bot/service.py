@@ -280,12 +280,12 @@ def _confirmation(plans: tuple[ChangePlan, ...], request: Request) -> Message:
 def _pr_message(pr: PullRequest, plan: ChangePlan, verb: str) -> Message:
     return Message(
         f"{verb}: PR #{pr.number} {pr.title}",
-        fields=(
+        fields=tuple(field for field in (
             ("Cluster", plan.cluster),
-            ("Change", f"{plan.from_version} -> {plan.to_version}"),
+            ("Change", f"{plan.from_version} -> {plan.to_version}" if plan.from_version else plan.to_version),
             ("Productive", "yes: the change gate applies" if plan.productive else "no"),
             ("Branch", plan.branch),
-        ),
+        ) if field[1]),
         links=(Link(f"PR #{pr.number}", pr.url),),
         context=f"requested by {pr.author}",
         tone="success",
