@@ -1,6 +1,8 @@
 """Shared fixtures: the flux-demo bundle from ../shared, the example repo, and a wired bot."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,6 +16,41 @@ from commands.permissions import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+# Every secret the suite configures. Log records of the whole session, and every reply and PR body
+# the stand-ins record, are scanned for them (the signing secret "s" is too short to grep; what it
+# signs is checked by the signature tests instead).
+SECRETS = ("ghp_standin_token_0123456789", "xoxb-test", "webhook-secret-0123", "cab-token-123456", "ghs_installation_")
+
+
+class _SecretScanner(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        text += " ".join(str(v) for v in record.__dict__.values() if isinstance(v, str))
+        self.leaks += [f"log {record.name}: {secret}" for secret in SECRETS if secret in text]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log_line():
+    """Scan every log record of the session (DEBUG and up, any logger) for the configured secrets."""
+    scanner = _SecretScanner()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(scanner)
+    root.setLevel(logging.DEBUG)
+    yield scanner
+    root.removeHandler(scanner)
+    root.setLevel(level)
+    assert scanner.leaks == [], f"secrets leaked into logs: {scanner.leaks[:5]}"
+
+
+def assert_no_secret(texts, where: str) -> None:
+    leaks = [secret for text in texts for secret in SECRETS if secret in str(text)]
+    assert leaks == [], f"secrets leaked into {where}: {leaks[:5]}"
 
 
 def shared_file(relative: str) -> Path:
@@ -93,6 +130,8 @@ def github_standin(tmp_path: Path):
     }).start()
     yield standin
     standin.stop()
+    assert_no_secret([p.get("body") for p in standin.pulls.values()] + [c for cs in standin.comments.values() for c in cs]
+                     + [s.get("description") for ss in standin.statuses.values() for s in ss], "PR bodies, comments or statuses")
 
 
 @pytest.fixture
@@ -128,6 +167,8 @@ def slack_standin():
     standin = SlackStandIn(token=SLACK_BOT_TOKEN).start()
     yield standin
     standin.stop()
+    # the bot token travels only in the Authorization header, never in what is posted
+    assert_no_secret([json.dumps(c.params) for c in standin.calls], "Slack messages")
 
 
 class SlackHarness:
