@@ -165,6 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
         SocketModeHandler(transport.app, slack.app_token).start()
         return 0
     transport.recover()
+    threading.Thread(target=_keep_recovering, args=(transport,), name="recover", daemon=True).start()
     follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
     bot.merge_hooks.append(follower.on_merged)
     follower.resume()
@@ -181,6 +182,16 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
     return 0
+
+
+def _keep_recovering(transport: Any, every: float = 60.0) -> None:
+    """Answers Slack did not take (an outage) are retried every minute until it takes them."""
+    while True:
+        time.sleep(every)
+        try:
+            transport.recover()
+        except Exception:
+            logging.getLogger(__name__).exception("retrying unanswered requests failed")
 
 
 def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:

@@ -218,13 +218,18 @@ class SlackTransport:
                                         self.settings.confirm_ttl_seconds)
             minutes = max(1, round(self.settings.confirm_ttl_seconds / 60))
             summary = "\n".join(response.confirmation.lines)
-            self.post(channel, response.confirmation, thread_ts,
-                      actions=confirm_buttons(cid, summary), note=f" Expires in {minutes} min.")
+            delivered = self.post(channel, response.confirmation, thread_ts,
+                                  actions=confirm_buttons(cid, summary), note=f" Expires in {minutes} min.") is not None
+        else:
+            delivered = True
         for message in response.messages:
-            self.post(channel, message, thread_ts)
+            delivered = self.post(channel, message, thread_ts) is not None and delivered
         for pr in response.prs:
             self.store.link_thread(self.bot.forge.name, pr.number, channel, thread_ts, user)
-        self.bot.finish(response)
+        # An answer Slack did not take stays in the journal: `recover` runs it again (idempotently)
+        # and posts it once Slack is back, a bounded number of times.
+        if delivered:
+            self.bot.finish(response)
 
     def _settle(self, body: dict[str, Any], outcome: str) -> None:
         action = body["actions"][0]

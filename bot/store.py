@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS requests (
     groups TEXT NOT NULL,
     confirmed INTEGER NOT NULL,
     state TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 -- reconciles being followed after a merge; `following` ones resume after a restart
 CREATE TABLE IF NOT EXISTS follows (
@@ -259,8 +260,13 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE requests SET state = 'answered' WHERE id = ?", (request_id,))
 
-    def unanswered_requests(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM requests WHERE state = 'running' ORDER BY id")
+    def unanswered_requests(self, max_attempts: int = 10) -> list[sqlite3.Row]:
+        """Requests not yet answered, each counted as one more attempt; given up after `max_attempts`."""
+        with self.transaction() as db:
+            db.execute("UPDATE requests SET state = 'abandoned' WHERE state = 'running' AND attempts >= ?", (max_attempts,))
+            rows = db.execute("SELECT * FROM requests WHERE state = 'running' ORDER BY id").fetchall()
+            db.execute("UPDATE requests SET attempts = attempts + 1 WHERE state = 'running'")
+        return rows
 
     def add_follow(self, cluster: str, expected: str, tag: str, source: str, kustomization: str,
                    channel: str, thread_ts: str, started: float) -> int:

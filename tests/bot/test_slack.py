@@ -203,3 +203,19 @@ def test_the_shell_and_slack_render_the_same_message_objects(example_repo: Path,
     blocks = to_blocks(message)
     assert blocks[0]["text"]["text"].endswith("Cluster prod-eu")
     assert {"type": "mrkdwn", "text": "*Pin*\nv0.3.0"} in blocks[1]["fields"]
+
+
+def test_a_slack_outage_loses_no_answer(slack_app, slack_standin, example_repo) -> None:
+    harness = slack_app(POLICY)
+    bot = harness.transport.bot
+    slack_standin.fail_in_threads = True
+    harness.command("rollback demo")
+    slack_standin.wait_for(lambda: [c for c in slack_standin.of("chat.postMessage") if c.params.get("thread_ts")])
+    slack_standin.wait_for(lambda: bot.store.query("SELECT * FROM requests WHERE state = 'running'"))
+    assert len(bot.forge.open_prs()) == 1  # the work was done; only the answer did not get through
+    slack_standin.fail_in_threads = False  # Slack is back
+    harness.transport.recover()
+    answers = [p["text"] for p in slack_standin.posts() if p.get("thread_ts") and "PR #1" in p["text"]]
+    assert len(answers) == 2 and "this change is already open: PR #1" in answers[-1]  # the failed one, then the retry
+    assert len(bot.forge.open_prs()) == 1 and branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
+    assert bot.store.query("SELECT * FROM requests WHERE state = 'running'") == []

@@ -27,6 +27,7 @@ class SlackStandIn:
     token: str = "xoxb-test"
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    fail_in_threads: bool = False  # an outage that hits the replies (thread posts) only
 
     def __post_init__(self) -> None:
         self._failures: list[list[Any]] = []  # [method, error, status, headers, times]
@@ -82,6 +83,8 @@ class SlackStandIn:
                 if failure[0] == method and failure[4] > 0:
                     failure[4] -= 1
                     return failure[2], {"ok": False, "error": failure[1]}, failure[3]
+            if self.fail_in_threads and method == "chat.postMessage" and params.get("thread_ts"):
+                return 200, {"ok": False, "error": "internal_error"}, {}
             if headers.get("authorization") != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             self._ts += 1
