@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands.args import check_name
 from commands.context import CommandSpec, Context
 from commands.model import Message
 
@@ -16,9 +15,7 @@ class Audit:
 
 
 def parse(words: list[str]) -> Audit:
-    if len(words) > 1:
-        raise SPEC.usage_error("audit takes at most one cluster")
-    return Audit(check_name(words[0], "cluster") if words else "")
+    return Audit(SPEC.optional_cluster(words))
 
 
 def run(cmd: Audit, ctx: Context) -> Message:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from commands.args import check_name
 from commands.model import AuditEntry, CommandError, Outcome, PullRequest
 from commands.repo import RepoSnapshot
 
@@ -37,6 +38,18 @@ class CommandSpec:
     examples: tuple[str, ...] = ()
     action: str | None = None  # the permission a write needs; None for read-only commands
     targets: Callable[[Any], tuple[str, ...]] = lambda command: ()  # clusters it would change
+
+    def optional_cluster(self, words: list[str]) -> str:
+        """The one cluster a command may name (`status [cluster]`), or '' when none is given."""
+        if len(words) > 1:
+            raise self.usage_error(f"{self.verb} takes at most one cluster")
+        return check_name(words[0], "cluster") if words else ""
+
+    def one_cluster(self, words: list[str]) -> str:
+        """The one cluster a command needs (`unlock <cluster>`)."""
+        if len(words) != 1:
+            raise self.usage_error(f"{self.verb} takes one cluster")
+        return check_name(words[0], "cluster")
 
     def usage_error(self, what: str) -> CommandError:
         return CommandError(what, f"usage: `{self.usage}`" + (f", for example `{self.examples[0]}`" if self.examples else ""))

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
-from commands.args import check_name, resolve_cluster
+from commands.args import resolve_cluster
 from commands.context import CommandSpec, Context
 from commands.model import ReconcileAction
 
@@ -82,9 +82,7 @@ def seconds(duration: str, default: float) -> float:
 
 
 def parse(words: list[str]) -> str:
-    if len(words) != 1:
-        raise SPEC.usage_error("reconcile takes one cluster")
-    return check_name(words[0], "cluster")
+    return SPEC.one_cluster(words)
 
 
 def run(cluster: str, ctx: Context) -> ReconcileAction:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from commands.args import check_name, resolve_cluster
+from commands.args import resolve_cluster
 from commands.context import CommandSpec, Context
 from commands.model import Cluster, Link, Message
 from commands.reconcile import name_of, ready
@@ -17,9 +17,7 @@ class Status:
 
 
 def parse(words: list[str]) -> Status:
-    if len(words) > 1:
-        raise SPEC.usage_error("status takes at most one cluster")
-    return Status(check_name(words[0], "cluster") if words else "")
+    return Status(SPEC.optional_cluster(words))
 
 
 def behind(repo: RepoSnapshot, cluster: Cluster) -> str:

@@ -1,15 +1,12 @@
 """`unlock <cluster>`: an admin clears a stale one-change-per-cluster lock by closing its PR."""
 from __future__ import annotations
 
-from commands.args import check_name
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, PrAction
 
 
 def parse(words: list[str]) -> str:
-    if len(words) != 1:
-        raise SPEC.usage_error("unlock takes one cluster")
-    return check_name(words[0], "cluster")
+    return SPEC.one_cluster(words)
 
 
 def run(cluster: str, ctx: Context) -> PrAction:
