@@ -1,28 +1,33 @@
-"""Quality gates run on a change's worktree before anything is pushed.
+"""Quality gates run on a change after it is committed locally and before anything is pushed.
 
 Every changed file parses as YAML; the changed cluster renders with `kubectl kustomize` (the way
 Flux generates a kustomization for a directory without one); the infrastructure its pin points at
 renders and every `${var}` in it is defined by the cluster's `postBuild.substitute`; every rendered
 object has `apiVersion`, `kind` and `metadata.name`. A failure stops the change with the file,
 object and message; a check that cannot run here says it was skipped.
+
+A render is a pure function of the git trees it reads and of the kustomize binary, so renders are
+cached on disk by exactly that: the infrastructure of a tag is rendered once, however many clusters
+are promoted to it, and a repeated change costs no render at all.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from commands.model import ChangePlan, CommandError
 from commands.repo import INFRASTRUCTURE_DIR, RepoSnapshot, documents
 from commands.substitute import substitute
 
 _YAML = (".yaml", ".yml")
+_KEEP_RENDERS = 512
 
 
 @dataclass
@@ -33,66 +38,121 @@ class CheckReport:
         return "\n### Checks before this PR\n\n" + "\n".join(f"- {line}" for line in self.lines) + "\n"
 
 
-class DirectoryReader:
-    """`TreeReader` over a checked-out tree (the worktree of the change), at its one state."""
+class GitTrees(Protocol):
+    """What the checks need from git: tree ids to key renders by, and an export to render from."""
 
-    head = "WORKTREE"
+    def tree_entries(self, ref: str, path: str) -> list[tuple[str, str]]: ...  # (name, object id); [] if absent
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def list_files(self, ref: str, prefix: str) -> list[str]:
-        base = self.root / prefix
-        if not base.exists():
-            return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and ".git" not in p.parts)
-
-    def read(self, ref: str, path: str) -> bytes | None:
-        file = self.root / path
-        return file.read_bytes() if file.is_file() else None
-
-    def tags(self) -> dict[str, str]:
-        return {}
-
-    def history(self, ref: str, path: str) -> Iterator[tuple[str, bytes | None]]:
-        return iter(())
-
-    def changed_files(self, old: str, new: str, prefix: str) -> list[str]:
-        return []
+    def export(self, ref: str, paths: Sequence[str], target: Path) -> None: ...
 
 
-def run_checks(tree: Path, plan: ChangePlan, mirror: Path, kubectl: str | None = None) -> CheckReport:
-    """Check the change in `tree`; raises CommandError on the first failure."""
+class RenderCache:
+    """Rendered YAML on disk, keyed by the trees rendered and the kustomize binary that did it."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> str | None:
+        if self.directory is None:
+            return None
+        try:
+            text = (self.directory / f"{key}.yaml").read_text()
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return text
+
+    def put(self, key: str, text: str) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(scratch, self.directory / f"{key}.yaml")
+        renders = sorted(self.directory.glob("*.yaml"), key=lambda p: p.stat().st_mtime_ns)
+        for stale in renders[:-_KEEP_RENDERS]:
+            stale.unlink(missing_ok=True)
+
+
+@dataclass
+class Renderer:
+    """`kubectl kustomize` of a directory of a git tree, through the render cache."""
+
+    trees: GitTrees
+    cache: RenderCache
+    kubectl: str | None = field(default_factory=lambda: shutil.which("kubectl"))
+
+    def render(self, ref: str, directory: str, label: str) -> str:
+        """The kustomize output of `directory` at `ref`; raises CommandError if it does not build."""
+        assert self.kubectl
+        top = directory.split("/", 1)[0]
+        # What a directory may load: itself and the repo around it (`../../apps/x`), but not the
+        # other clusters, so one cluster's render does not depend on (or export) a thousand others.
+        entries = [(name, oid) for name, oid in self.trees.tree_entries(ref, "") if name != top]
+        entries += [(directory, oid) for oid in self._tree_id(ref, directory)]
+        key = _key(self._kubectl_identity(), directory, entries)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        with tempfile.TemporaryDirectory(prefix="fluxbot-render-") as scratch:
+            root = Path(scratch)
+            self.trees.export(ref, [name for name, _ in entries], root)
+            text = _render_dir(self.kubectl, root / directory, label)
+        self.cache.put(key, text)
+        return text
+
+    def _tree_id(self, ref: str, directory: str) -> list[str]:
+        parent, _, name = directory.rpartition("/")
+        return [oid for entry, oid in self.trees.tree_entries(ref, parent) if entry == name]
+
+    def _kubectl_identity(self) -> str:
+        stat = os.stat(self.kubectl or "")
+        return f"{os.path.realpath(self.kubectl or '')}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def run_checks(plan: ChangePlan, commit: str, files: Mapping[str, bytes | None], snapshot: RepoSnapshot,
+               renderer: Renderer) -> CheckReport:
+    """Check the change committed as `commit`; raises CommandError on the first failure.
+
+    `files` holds the changed files' new content (None: deleted), `snapshot` reads the tree at
+    `commit`. The cluster and the infrastructure it pins render side by side.
+    """
     report = CheckReport()
-    changed = [e.path for e in plan.edits if not e.delete and e.path.endswith(_YAML)]
+    changed = [path for path, content in files.items() if content is not None and path.endswith(_YAML)]
     for path in changed:
         try:
-            docs = documents((tree / path).read_bytes())
+            docs = documents(files[path] or b"")
         except ValueError as error:
             raise CommandError(f"quality gate: {path} is not valid YAML ({error})", "nothing was pushed") from None
         _check_objects(path, [d for d in docs if d is not None], manifests=not path.endswith("kustomization.yaml"))
     if changed:
         report.lines.append(f"✓ {len(changed)} changed YAML file(s) parse")
-    if not plan.cluster or not (tree / "clusters" / plan.cluster).is_dir():
+    cluster = snapshot.cluster(plan.cluster) if plan.cluster else None
+    if cluster is None:
         return report
-    kubectl = kubectl if kubectl is not None else shutil.which("kubectl")
-    if not kubectl:
+    if not renderer.kubectl:
         report.lines.append("skipped: rendering with `kubectl kustomize` (kubectl is not installed here)")
         return report
-    objects = _render_cluster(kubectl, tree, f"clusters/{plan.cluster}")
-    report.lines.append(f"✓ clusters/{plan.cluster} renders with `kubectl kustomize` ({len(objects)} objects)")
-    cluster = RepoSnapshot(DirectoryReader(tree)).cluster(plan.cluster)
-    if cluster is None or cluster.pin is None:
+    directory = f"clusters/{plan.cluster}"
+    pin = cluster.pin
+    infra_ref, where = ((f"refs/tags/{pin.value}", pin.value) if pin is not None and pin.kind == "tag" else
+                        (commit, f"{pin} (this change's tree)"))
+    jobs: dict[str, Callable[[], str]] = {"cluster": lambda: renderer.render(commit, directory, directory)}
+    if pin is not None:
+        jobs["infra"] = lambda: renderer.render(infra_ref, INFRASTRUCTURE_DIR, f"{INFRASTRUCTURE_DIR}/ at {where}")
+    rendered = _all(jobs)
+    objects = _check_objects(directory, _parse(rendered["cluster"], directory))
+    report.lines.append(f"✓ {directory} renders with `kubectl kustomize` ({len(objects)} objects)")
+    if pin is None:
         return report
-    with tempfile.TemporaryDirectory(prefix="fluxbot-infra-") as scratch:
-        if cluster.pin.kind == "tag":
-            root = Path(scratch)
-            _export(mirror, cluster.pin.value, INFRASTRUCTURE_DIR, root)
-            where = cluster.pin.value
-        else:
-            root, where = tree, f"{cluster.pin} (this change's tree)"
-        rendered = _render_dir(kubectl, root / INFRASTRUCTURE_DIR, f"{INFRASTRUCTURE_DIR}/ at {where}")
-    text, undefined = substitute(rendered, cluster.variables)
+    text, undefined = substitute(rendered["infra"], cluster.variables)
     if undefined:
         raise CommandError(
             f"quality gate: the infrastructure at {where} uses {', '.join(f'`${{{v}}}`' for v in undefined)}, "
@@ -105,22 +165,24 @@ def run_checks(tree: Path, plan: ChangePlan, mirror: Path, kubectl: str | None =
     return report
 
 
-def _render_cluster(kubectl: str, tree: Path, directory: str) -> list[Any]:
-    return _check_objects(directory, _parse(_render_dir(kubectl, tree / directory, directory), directory))
+def _all(jobs: dict[str, Callable[[], str]]) -> dict[str, str]:
+    """Run the renders side by side; the first failure (in job order) is the one reported."""
+    if len(jobs) == 1:
+        return {name: job() for name, job in jobs.items()}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="render") as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _render_dir(kubectl: str, root: Path, label: str) -> str:
-    generated = None
+    if not root.is_dir():
+        raise CommandError(f"quality gate: {label} does not exist", "nothing was pushed")
     if not (root / "kustomization.yaml").exists():
-        # Flux generates a kustomization for a path without one; do the same, and remove it after.
-        generated = root / "kustomization.yaml"
+        # Flux generates a kustomization for a path without one; do the same (in the scratch copy).
         resources = "".join(f"  - {r}\n" for r in _flux_resources(root, root))
-        generated.write_text(f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}")
-    try:
-        return _kustomize(kubectl, root, label)
-    finally:
-        if generated is not None:
-            generated.unlink()
+        (root / "kustomization.yaml").write_text(
+            f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}")
+    return _kustomize(kubectl, root, label)
 
 
 def _flux_resources(root: Path, directory: Path) -> list[str]:
@@ -166,11 +228,3 @@ def _check_objects(label: str, objects: list[Any], manifests: bool = True) -> li
             what = f"{obj.get('kind', 'object')} {name or '#' + str(index + 1)}" if isinstance(obj, dict) else f"document {index + 1}"
             raise CommandError(f"quality gate: {what} in {label} has no {', '.join(missing)}", "nothing was pushed")
     return objects
-
-
-def _export(mirror: Path, ref: str, path: str, target: Path) -> None:
-    archive = subprocess.run(["git", "archive", "--format=tar", ref, path], cwd=mirror, capture_output=True, timeout=120)
-    if archive.returncode != 0:
-        raise CommandError(f"quality gate: cannot read {path}/ at {ref}: {archive.stderr.decode().strip()}")
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(target, filter="data")

@@ -8,26 +8,33 @@ from __future__ import annotations
 import base64
 import fcntl
 import logging
-import os
 import shutil
+import subprocess
+import tarfile
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping, Sequence
 
 import git
-from git.exc import GitCommandError
+from git.exc import BadName, GitCommandError
+from git.objects.fun import tree_entries_from_data
+from gitdb import IStream, LooseObjectDB
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from bot.checks import CheckReport, run_checks
-from commands.model import ChangePlan, CommandError
+from bot.checks import CheckReport, RenderCache, Renderer, run_checks
+from commands.model import ChangePlan, CommandError, FileEdit
+from commands.repo import RepoSnapshot
 from commands.yamledit import rebase_edit
 
 log = logging.getLogger(__name__)
 
 _ZERO = "0" * 40
+_TREE = 0o40000
 BOT_IDENTITY = {
     "GIT_AUTHOR_NAME": "fluxbot",
     "GIT_AUTHOR_EMAIL": "fluxbot@users.noreply.local",
@@ -50,17 +57,45 @@ class _PushRejected(WorkspaceError):
     """A push failed; it is tried again a few times, since the remote may just be busy."""
 
 
+class Listings:
+    """File listings of recent commits (path -> blob id), shared by all readers of a workspace.
+
+    A commit's tree never changes, so each is listed once; consecutive requests on an unchanged
+    main cost no `ls-tree`. Bounded, oldest out first.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, commit: str) -> dict[str, str] | None:
+        with self._lock:
+            return self._items.get(commit)
+
+    def put(self, commit: str, listing: dict[str, str]) -> None:
+        with self._lock:
+            self._items[commit] = listing
+            while len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+
+def _is_object_id(ref: str) -> bool:
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+
 class GitReader:
     """`commands.repo.TreeReader` over the mirror: blobs come through one `cat-file --batch`."""
 
-    def __init__(self, repo: git.Repo, head: str) -> None:
+    def __init__(self, repo: git.Repo, head: str, listings: Listings | None = None) -> None:
         self._repo = repo
         self.head = head
-        self._trees: dict[str, dict[str, str]] = {}
+        self._trees = listings if listings is not None else Listings()
         self._blobs: dict[str, bytes] = {}
 
     def _tree(self, ref: str) -> dict[str, str]:
-        if ref not in self._trees:
+        tree = self._trees.get(ref)
+        if tree is None:
             listing = self._repo.git.ls_tree("-r", "-z", "--full-tree", ref)
             tree = {}
             for entry in filter(None, listing.split("\0")):
@@ -68,11 +103,25 @@ class GitReader:
                 _mode, kind, sha = meta.split()
                 if kind == "blob":
                     tree[path] = sha
-            self._trees[ref] = tree
-        return self._trees[ref]
+            # Only commit ids name a fixed tree; a branch or tag name is listed afresh each time.
+            if _is_object_id(ref):
+                self._trees.put(ref, tree)
+        return tree
 
     def list_files(self, ref: str, prefix: str) -> list[str]:
         return sorted(p for p in self._tree(ref) if p.startswith(prefix))
+
+    def derive(self, commit: str, changes: Mapping[str, str | None]) -> GitReader:
+        """A reader at `commit`, made from this head by `changes` (path -> blob id, None: deleted).
+
+        Its file listing is derived, not listed again: the commit was just written from it.
+        """
+        tree = {path: sha for path, sha in self._tree(self.head).items() if path not in changes}
+        tree.update({path: sha for path, sha in changes.items() if sha is not None})
+        reader = GitReader(self._repo, commit, self._trees)
+        reader._trees.put(commit, tree)
+        reader._blobs = self._blobs
+        return reader
 
     def read(self, ref: str, path: str) -> bytes | None:
         sha = self._tree(ref).get(path)
@@ -124,6 +173,10 @@ class Workspace:
         self._configured_branch = default_branch
         self._credentials = credentials
         self.quality_checks = True
+        self.render_cache = RenderCache(self.cache_dir / "renders")
+        self._odb_lock = threading.Lock()
+        self._listings = Listings()
+        self._loose: LooseObjectDB | None = None
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
         self._readers = threading.local()
@@ -202,7 +255,7 @@ class Workspace:
                 head = self.repo.git.rev_parse("--verify", f"refs/heads/{branch}^{{commit}}")
             except GitCommandError:
                 raise WorkspaceError(f"the repository has no branch `{branch}`") from None
-            return GitReader(self._reader_repo(), head)
+            return GitReader(self._reader_repo(), head, self._listings)
 
     def _reader_repo(self) -> git.Repo:
         # GitPython's object reader is one persistent `git cat-file --batch` per Repo and is not
@@ -224,39 +277,106 @@ class Workspace:
         reraise=True,
     )
     def push_change(self, plan: ChangePlan) -> Pushed:
-        """Commit the plan on the newest default branch in a fresh worktree, push its branch.
+        """Commit the plan on the newest default branch and push its branch.
 
         If the default branch moved since the plan was made, the edit is rebuilt on it (a
-        conflicting change to the same value is refused). The quality checks run on the result
-        before the push. Returns the pushed commit and the checks' report.
+        conflicting change to the same value is refused). The commit is written straight into
+        the mirror's object store (no checkout), and the quality checks run on it before the
+        push. Returns the pushed commit and the checks' report.
         """
         with self.locked():
             self.refresh()
             tip = self.repo.git.rev_parse(f"refs/heads/{self.default_branch}")
-            with self._worktree(tip) as tree:
-                for edit in plan.edits:
-                    target = tree / edit.path
-                    current = target.read_bytes() if target.exists() else None
-                    if edit.delete:
-                        if current != edit.before:
-                            raise CommandError(f"{edit.path} changed on the default branch since the change was planned")
-                        target.unlink()
-                        continue
-                    if edit.before is None and current is not None:
-                        raise CommandError(f"{edit.path} was created on the default branch meanwhile")
-                    content = rebase_edit(edit, current)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(content)
-                report = run_checks(tree, plan, self.mirror_path) if self.quality_checks else CheckReport()
-                work = git.Repo(tree)
-                work.git.add("-A", "--", *[e.path for e in plan.edits])
-                work.git.commit("-q", "--no-verify", "-m", plan.commit_message, env=BOT_IDENTITY)
-                commit = work.head.commit.hexsha
-                try:
-                    work.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
-                except GitCommandError as exc:
-                    raise _PushRejected(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
-                return Pushed(commit, report)
+            base = GitReader(self.repo, tip, self._listings)
+            files = {edit.path: _rebased(edit, base.read(tip, edit.path)) for edit in plan.edits}
+            blobs = {path: None if content is None else self._store(b"blob", content) for path, content in files.items()}
+            tree = self._write_tree(self._tree_of(tip), blobs) or self._store(b"tree", b"")
+            commit = self._store(b"commit", _commit_object(tree, tip, plan.commit_message))
+            report = CheckReport()
+            if self.quality_checks:
+                snapshot = RepoSnapshot(base.derive(commit, blobs))
+                report = run_checks(plan, commit, files, snapshot, Renderer(self, self.render_cache))
+            try:
+                self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
+            except GitCommandError as exc:
+                raise _PushRejected(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+            return Pushed(commit, report)
+
+    # -- git objects, written and read in-process (the hot path of a promotion spawns no git) --
+
+    def _store(self, kind: bytes, data: bytes) -> str:
+        # gitdb writes the loose object itself; GitPython's own odb would spawn `git hash-object`.
+        stored = self._objects.store(IStream(kind, len(data), BytesIO(data)))
+        return stored.binsha.hex()
+
+    @property
+    def _objects(self) -> LooseObjectDB:
+        if self._loose is None:
+            self._loose = LooseObjectDB(str(Path(self.repo.git_dir) / "objects"))
+        return self._loose
+
+    def _tree_of(self, commit: str) -> str:
+        header = self._read_object(commit).split(b"\n", 1)[0]
+        return header.removeprefix(b"tree ").decode()
+
+    def _read_object(self, oid: str) -> bytes:
+        with self._odb_lock:
+            return self.repo.odb.stream(bytes.fromhex(oid)).read()
+
+    def _entries(self, tree: str | None) -> dict[str, tuple[int, bytes]]:
+        if tree is None:
+            return {}
+        return {name: (mode, binsha) for binsha, mode, name in tree_entries_from_data(self._read_object(tree))}
+
+    def _write_tree(self, tree: str | None, changes: Mapping[str, str | None]) -> str | None:
+        """The tree `tree` with `changes` (path -> blob id, None: delete) applied; None if it ends empty."""
+        entries = self._entries(tree)
+        nested: dict[str, dict[str, str | None]] = {}
+        for path, blob in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = blob
+            elif blob is None:
+                entries.pop(head, None)
+            else:
+                mode = entries[head][0] if head in entries and entries[head][0] != _TREE else 0o100644
+                entries[head] = (mode, bytes.fromhex(blob))
+        for name, below in nested.items():
+            current = entries.get(name)
+            subtree = self._write_tree(current[1].hex() if current and current[0] == _TREE else None, below)
+            if subtree is None:
+                entries.pop(name, None)  # git keeps no empty directories
+            else:
+                entries[name] = (_TREE, bytes.fromhex(subtree))
+        if not entries:
+            return None
+        # git orders a tree's entries by name, a directory's name as if it ended in "/".
+        ordered = sorted(entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][0] == _TREE else b""))
+        return self._store(b"tree", b"".join(b"%o %s\0%s" % (mode, name.encode(), sha) for name, (mode, sha) in ordered))
+
+    def tree_entries(self, ref: str, path: str) -> list[tuple[str, str]]:
+        """(name, object id) of each entry of directory `path` at `ref`; [] when there is none."""
+        try:
+            with self._odb_lock:
+                tree = self.repo.rev_parse(f"{ref}^{{tree}}")
+        except (BadName, ValueError, IndexError):
+            return []
+        entries = self._entries(tree.hexsha)
+        for part in filter(None, path.split("/")):
+            found = entries.get(part)
+            if found is None or found[0] != _TREE:
+                return []
+            entries = self._entries(found[1].hex())
+        return [(name, sha.hex()) for name, (_mode, sha) in entries.items()]
+
+    def export(self, ref: str, paths: Sequence[str], target: Path) -> None:
+        """Write `paths` as they are at `ref` under `target` (for rendering)."""
+        archive = subprocess.run(["git", "archive", "--format=tar", ref, "--", *paths], cwd=self.mirror_path,
+                                 capture_output=True, timeout=120)
+        if archive.returncode != 0:
+            raise WorkspaceError(f"cannot read {', '.join(paths)} at {ref}: {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+            tar.extractall(target, filter="data")
 
     def tag(self, commit: str, name: str, message: str) -> None:
         """Create the annotated tag `name` on `commit` and push it to origin."""
@@ -318,6 +438,23 @@ class Workspace:
             except GitCommandError:
                 self.repo.git.worktree("prune")
             shutil.rmtree(parent, ignore_errors=True)
+
+
+def _rebased(edit: FileEdit, current: bytes | None) -> bytes | None:
+    """The edit's content on the file as it is now; None for a deletion."""
+    if edit.delete:
+        if current != edit.before:
+            raise CommandError(f"{edit.path} changed on the default branch since the change was planned")
+        return None
+    if edit.before is None and current is not None:
+        raise CommandError(f"{edit.path} was created on the default branch meanwhile")
+    return rebase_edit(edit, current)
+
+
+def _commit_object(tree: str, parent: str, message: str) -> bytes:
+    identity = f"{BOT_IDENTITY['GIT_AUTHOR_NAME']} <{BOT_IDENTITY['GIT_AUTHOR_EMAIL']}> {int(time.time())} +0000"
+    text = f"tree {tree}\nparent {parent}\nauthor {identity}\ncommitter {identity}\n\n{message.rstrip()}\n"
+    return text.encode("utf-8")
 
 
 def _git_reason(exc: GitCommandError) -> str:

@@ -30,7 +30,8 @@ def decode(raw: bytes) -> str:
 
 def load_documents(text: str) -> list[Any]:
     """All documents of a YAML stream as plain Python data (`None` for empty documents)."""
-    return list(YAML(typ="safe", pure=True).load_all(text))
+    # The C parser (ruamel.yaml.clib) when installed; ruamel falls back to pure Python otherwise.
+    return list(YAML(typ="safe").load_all(text))
 
 
 def read_scalar(raw: bytes, document: int, key_path: Sequence[str]) -> object:

@@ -68,6 +68,13 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def say(bot, text: str, user: str = "alice") -> str:
+    """Run a chat command on a bot and return its replies as the shell prints them."""
+    from bot.render import to_text
+
+    return "\n".join(to_text(m) for m in bot.handle(text, user))
+
+
 def branches(repo: Path) -> list[str]:
     """Local branches of a repo other than main."""
     out = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads")

@@ -6,14 +6,10 @@ import time
 
 import pytest
 
-from bot.render import to_text
-from tests.conftest import GITHUB_TOKEN, git
+from tests.conftest import GITHUB_TOKEN, git, say
 
 BRANCH = "fluxbot/promote-demo-v0.4.0"
 
-
-def say(bot, text: str, user: str = "alice") -> str:
-    return "\n".join(to_text(m) for m in bot.handle(text, user))
 
 
 def fluxbot_branches(standin) -> list[str]:

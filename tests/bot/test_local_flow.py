@@ -6,14 +6,10 @@ from pathlib import Path
 import pytest
 
 from bot.forge.base import ForgeError
-from bot.render import to_text
 from commands.context import Context
 from commands.registry import plan
-from tests.conftest import branches, git
+from tests.conftest import branches, git, say
 
-
-def say(bot, text: str, user: str = "alice") -> str:
-    return "\n".join(to_text(m) for m in bot.handle(text, user))
 
 
 def test_example_repo_layout(example_repo: Path, make_bot) -> None:

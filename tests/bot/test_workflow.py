@@ -5,13 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.render import to_text
 from commands.yamledit import load_documents
-from tests.conftest import branches, git
+from tests.conftest import branches, git, say
 
-
-def say(bot, text: str, user: str = "alice") -> str:
-    return "\n".join(to_text(m) for m in bot.handle(text, user))
 
 
 def changed(repo: Path, branch: str) -> list[str]:

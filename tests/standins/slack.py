@@ -20,6 +20,7 @@ class Call:
     method: str
     params: dict[str, Any]
     headers: dict[str, str]
+    received: float = field(default_factory=time.perf_counter)  # for latency benchmarks
 
 
 @dataclass

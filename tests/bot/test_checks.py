@@ -1,0 +1,85 @@
+"""Quality gates on commits written without a checkout: git accepts the objects, renders are cached
+by what they read, and a cached render is never wrong for changed content."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, say
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
+
+
+@pytest.fixture
+def kubectl_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a kubectl on PATH that logs the directory it renders, then runs the real one."""
+    real = shutil.which("kubectl")
+    wrapper = tmp_path / "bin" / "kubectl"
+    wrapper.parent.mkdir()
+    log = tmp_path / "kubectl.log"
+    wrapper.write_text(f'#!/bin/sh\necho "$2" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{Path(real).parent}:/usr/bin:/bin")
+    log.touch()
+    return log
+
+
+def rendered(log: Path) -> list[str]:
+    """What kubectl rendered, as repo paths (the scratch dir stripped)."""
+    return [line.split("fluxbot-render-", 1)[1].split("/", 1)[1] for line in log.read_text().splitlines()]
+
+
+def test_commits_are_valid_git_objects_with_sorted_trees(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    # `apps/` and `apps-base.yaml` side by side: git orders the file first ("-" < "/")
+    assert "Opened: PR #1" in say(bot, "onboard prod-us like demo set meta_cluster_name=prod-us")
+    assert "Opened: PR #2" in say(bot, "app remove podinfo from demo")
+    git(flux_demo, "fsck", "--strict", "--no-dangling")
+    listing = git(flux_demo, "ls-tree", "--name-only", "fluxbot/onboard-prod-us", "clusters/prod-us/").splitlines()
+    assert listing == ["clusters/prod-us/apps-base.yaml", "clusters/prod-us/apps", "clusters/prod-us/infrastructure.yaml"]
+    author = git(flux_demo, "log", "-1", "--format=%an <%ae>|%s", "fluxbot/onboard-prod-us")
+    assert author.startswith("fluxbot <fluxbot@users.noreply.local>|")
+    # the work tree and index of the repo were not touched: no checkout happened anywhere
+    assert git(flux_demo, "status", "--porcelain") == ""
+
+
+def test_the_infrastructure_of_a_tag_renders_once_for_every_cluster(example_repo: Path, make_bot, kubectl_calls) -> None:
+    bot = make_bot(example_repo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to prod-eu")
+    assert sorted(rendered(kubectl_calls)) == ["clusters/prod-eu", "infrastructure"]
+    kubectl_calls.write_text("")
+    # a new cluster at the same tag: its own directory renders, the tag's infrastructure is reused
+    assert "Opened: PR #2" in say(bot, "onboard prod-us like prod-eu set meta_cluster_name=prod-us")
+    assert rendered(kubectl_calls) == ["clusters/prod-us"]
+    assert "✓ infrastructure at v0.4.0 renders with prod-us's variables" in bot.forge.body(2)
+    kubectl_calls.write_text("")
+    # the same change again (a retry after closing): nothing to render
+    say(bot, "pr close 1")
+    assert "Opened: PR #3" in say(bot, "promote v0.4.0 to prod-eu")
+    assert rendered(kubectl_calls) == []
+    assert bot.forge.body(3).count("✓") == bot.forge.body(1).count("✓") == 3
+
+
+def test_a_changed_tree_is_rendered_again_and_a_failure_is_not_cached(flux_demo: Path, make_bot, kubectl_calls) -> None:
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    say(bot, "pr close 1")
+    kubectl_calls.write_text("")
+    # main changes something the cluster directory loads: its render is stale and runs again
+    values = flux_demo / "clusters/demo/apps/values/podinfo.yaml"
+    values.write_text(values.read_text() + "# tuned\n")
+    git(flux_demo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "tune podinfo")
+    assert "Opened: PR #2" in say(bot, "promote v0.4.0 to demo")
+    assert rendered(kubectl_calls) == ["clusters/demo"]
+    say(bot, "pr close 2")
+    # a broken cluster directory fails, and fails again: failures are never served from the cache
+    kustomization = flux_demo / "clusters/demo/apps/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "  - ../../../apps/missing\n")
+    git(flux_demo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "break apps")
+    for _ in range(2):
+        out = say(bot, "promote v0.4.0 to demo")
+        assert out.startswith("✗ quality gate: clusters/demo does not render"), out
+    assert rendered(kubectl_calls)[-2:] == ["clusters/demo", "clusters/demo"]
+    assert bot.forge.open_prs() == [] and git(flux_demo, "branch", "--list", "fluxbot/*") == ""
