@@ -178,6 +178,7 @@ class SlackApp:
 
     def stop(self) -> None:
         self.server.close()
+        self.transport.close()  # acked requests still get their answers before Slack goes away
         self.standin.stop()
 
 

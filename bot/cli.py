@@ -158,12 +158,6 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     bot = build_bot(settings)
     transport = SlackTransport(bot, bot.store, slack, client)
-    if args.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        logging.getLogger("bot").info("connecting to Slack in Socket Mode")
-        SocketModeHandler(transport.app, slack.app_token).start()
-        return 0
     transport.recover()
     threading.Thread(target=_keep_recovering, args=(transport,), name="recover", daemon=True).start()
     follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
@@ -175,12 +169,24 @@ def _serve(args: argparse.Namespace) -> int:
         "forge": lambda: (bot.forge.open_prs(), "")[1],
         "slack": lambda: slack_token_problem(client),
     }
-    server = build_server(transport.app, args.host, args.port, webhook=webhook, probes=probes)
-    print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
+    # In Socket Mode Slack's requests come over the socket; the HTTP server still serves GitHub's
+    # webhooks, the probes and the metrics.
+    server = build_server(None if args.socket_mode else transport.app, args.host, args.port, webhook=webhook,
+                          probes=probes)
     try:
-        server.run()
+        if args.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            threading.Thread(target=server.run, name="http", daemon=True).start()
+            print(f"fluxbot connected to Slack in Socket Mode; probes and webhooks on "
+                  f"http://{args.host}:{server.effective_port}", flush=True)
+            SocketModeHandler(transport.app, slack.app_token).start()
+        else:
+            print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
+            server.run()
     finally:
         server.close()
+        transport.close()  # answers already acked are delivered before the process ends
     return 0
 
 

@@ -135,6 +135,10 @@ class SlackTransport:
         ack()
         self._submit(self._settle, body, "cancelled")
 
+    def close(self) -> None:
+        """Finish the work already accepted (its requests were acked), then take no more."""
+        self._work.shutdown(wait=True)
+
     def _submit(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         def safely() -> None:
             try:
