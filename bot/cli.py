@@ -98,8 +98,9 @@ def _shell(args: argparse.Namespace) -> int:
     settings.policy = Policy(trusted=True)
     bot = build_bot(settings)
     user = args.user or getpass.getuser()
-    for request, response in bot.recover():
-        print(f"> {request.text}  (asked by {request.user} before fluxbot stopped; answered now)")
+    for request, response in bot.recover(everything=True):
+        if response.messages:
+            print(f"> {request.text}  (asked by {request.user} before fluxbot stopped; answered now)")
         _print(bot, response)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -158,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     bot = build_bot(settings)
     transport = SlackTransport(bot, bot.store, slack, client)
-    transport.recover()
+    transport.recover(everything=True)
     threading.Thread(target=_keep_recovering, args=(transport,), name="recover", daemon=True).start()
     follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
     bot.merge_hooks.append(follower.on_merged)
@@ -190,8 +191,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep_recovering(transport: Any, every: float = 60.0) -> None:
-    """Answers Slack did not take (an outage) are retried every minute until it takes them."""
+def _keep_recovering(transport: Any, every: float = 15.0) -> None:
+    """Requests whose answer Slack did not take, or that wait for the forge, are retried when due
+    (each backs off on its own: 30 s, 1, 2, 4, 8, then every 10 min, about an hour in all)."""
     while True:
         time.sleep(every)
         try:

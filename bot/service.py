@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from typing import Any, Callable, Mapping
 from bot.cluster import ClusterError
 from bot.failpoints import failpoint
 from bot.metrics import COMMANDS, PRS_OPENED
-from bot.forge.base import Forge, ForgeError
+from bot.forge.base import Forge, ForgeError, ForgeUnavailable
 from bot.store import Store
-from bot.workspace import Workspace, WorkspaceError
+from bot.workspace import OriginUnavailable, Workspace, WorkspaceError
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
 from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
@@ -52,6 +53,7 @@ class Response:
     confirmation: Message | None = None  # ask the requester first; nothing was written
     prs: list[PullRequest] = field(default_factory=list)  # opened (or found open) by this request
     request_id: int = 0  # the journal entry; the transport calls `finish` once the answer is out
+    pending: bool = False  # the forge or git host is down: the request stays journalled and is retried
 
 
 @dataclass
@@ -85,11 +87,11 @@ class FluxBot:
         """
         if not request_id:
             request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
-                                                  sorted(request.groups), request.confirmed)
+                                                  sorted(request.groups), request.confirmed, time.time())
         response = self._respond(request)
         response.request_id = request_id
         verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""
-        outcome = ("confirm" if response.confirmation else
+        outcome = ("confirm" if response.confirmation else "deferred" if response.pending else
                    "error" if any(m.tone == "error" for m in response.messages) else "ok")
         COMMANDS.labels(verb=verb if verb in _VERBS else "other", outcome=outcome).inc()
         log.info("request", extra={"request_id": request_id, "user_id": request.user, "action": verb,
@@ -97,28 +99,50 @@ class FluxBot:
         return response
 
     def finish(self, response: Response) -> None:
-        """The answer reached the user: the journal entry is done."""
+        """The answer reached the user: the journal entry is done (or, if pending, the user knows it waits)."""
         failpoint("before-finish")
-        if response.request_id:
+        if not response.request_id:
+            return
+        if response.pending:
+            self.store.defer_request(response.request_id)
+        else:
             self.store.finish_request(response.request_id)
 
-    def recover(self) -> list[tuple[Request, Response]]:
-        """Run again every request a crash left unanswered; the transport delivers and finishes them."""
+    def recover(self, everything: bool = False, now: float | None = None,
+                max_attempts: int = 10) -> list[tuple[Request, Response]]:
+        """Run again the requests that are due: left unanswered by a crash or an outage, or waiting
+        for the forge. The transport delivers and finishes them. `everything`: at start."""
+        due, abandoned = self.store.unanswered_requests(time.time() if now is None else now, everything, max_attempts)
         recovered = []
-        for row in self.store.unanswered_requests():
-            request = Request(row["text"], row["user"], row["channel"], frozenset(json.loads(row["groups"])),
-                              confirm_risky=bool(row["channel"]), confirmed=bool(row["confirmed"]), thread_ts=row["thread_ts"])
-            recovered.append((request, self.respond(request, row["id"])))
+        for row in abandoned:
+            recovered.append((_journalled(row), Response([Message(
+                f"Gave up on `{row['text']}` after {row['attempts']} attempts", tone="error",
+                lines=("the forge or the git host did not come back in time, or Slack did not take the answer",
+                       "nothing was changed by it; ask again once they are back"))])))
+        for row in due:
+            response = self.respond(_journalled(row), row["id"])
+            if response.pending and row["notified"]:
+                response.messages = []  # still down, and the user already knows it waits
+            recovered.append((_journalled(row), response))
         return recovered
 
     def _respond(self, request: Request) -> Response:
         text, user = request.text, request.user
+        spec: CommandSpec | None = None
         try:
             spec, command = parse(text)
             response = self._run(spec, command, request)
         except CommandError as error:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
             return Response([error_message(error)])
+        except (OriginUnavailable, ForgeUnavailable) as error:
+            if spec is None or not spec.action:
+                self.store.audit(user, text, "failed", reason=str(error))
+                return Response([Message(str(error), lines=("nothing was changed; try again later",), tone="error")])
+            self.store.audit(user, text, "deferred", reason=str(error))
+            return Response([Message(str(error), tone="warning", lines=(
+                "fluxbot keeps this request and tries it again, less and less often, for about an hour",
+                "nothing was changed yet; the answer will be posted here"))], pending=True)
         except (WorkspaceError, ForgeError) as error:
             self.store.audit(user, text, "failed", reason=str(error))
             return Response([Message(str(error), lines=("nothing was changed; try again, or check the repository",), tone="error")])
@@ -263,6 +287,11 @@ class FluxBot:
                            tone="success")
         pr = self.forge.close(action.number, user)
         return Message(f"Closed PR #{pr.number}: {pr.title}", lines=(f"branch {pr.branch} deleted",))
+
+
+def _journalled(row: Any) -> Request:
+    return Request(row["text"], row["user"], row["channel"], frozenset(json.loads(row["groups"])),
+                   confirm_risky=bool(row["channel"]), confirmed=bool(row["confirmed"]), thread_ts=row["thread_ts"])
 
 
 def _confirmation(plans: tuple[ChangePlan, ...], request: Request) -> Message:

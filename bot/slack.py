@@ -210,9 +210,9 @@ class SlackTransport:
         response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True, thread_ts=root))
         self._deliver(response, text, user, channel, root)
 
-    def recover(self) -> None:
-        """Answer, in their threads, the requests a crash left unanswered."""
-        for request, response in self.bot.recover():
+    def recover(self, everything: bool = False, now: float | None = None, max_attempts: int = 10) -> None:
+        """Answer, in their threads, the requests that are due again (crash, Slack or forge outage)."""
+        for request, response in self.bot.recover(everything, now, max_attempts):
             self._deliver(response, request.text, request.user, request.channel, request.thread_ts)
 
     def _deliver(self, response: Response, text: str, user: str, channel: str, thread_ts: str) -> None:

@@ -93,7 +93,9 @@ CREATE TABLE IF NOT EXISTS requests (
     confirmed INTEGER NOT NULL,
     state TEXT NOT NULL,
     created TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    notified INTEGER NOT NULL DEFAULT 0,  -- the user was told it waits for the forge / git host
+    next_try REAL NOT NULL DEFAULT 0  -- unix time; retries back off
 );
 -- reconciles being followed after a merge; `following` ones resume after a restart
 CREATE TABLE IF NOT EXISTS follows (
@@ -130,6 +132,18 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connection().executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions use to a state file an older fluxbot wrote."""
+        added = {"requests": {"attempts": "INTEGER NOT NULL DEFAULT 0", "notified": "INTEGER NOT NULL DEFAULT 0",
+                              "next_try": "REAL NOT NULL DEFAULT 0"}}
+        with self.transaction() as db:
+            for table, columns in added.items():
+                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, declaration in columns.items():
+                    if column not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -248,25 +262,44 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM freezes WHERE target = ?", (target,))
 
-    def begin_request(self, user: str, text: str, channel: str, thread_ts: str, groups: list[str], confirmed: bool) -> int:
+    def begin_request(self, user: str, text: str, channel: str, thread_ts: str, groups: list[str], confirmed: bool,
+                      started: float, in_flight: float = 120.0) -> int:
+        """Journal a request; retries leave it alone for `in_flight` seconds while it runs."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO requests (user, text, channel, thread_ts, groups, confirmed, state, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now()))
+                "INSERT INTO requests (user, text, channel, thread_ts, groups, confirmed, state, created, next_try)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now(), started + in_flight))
             return int(cursor.lastrowid or 0)
 
     def finish_request(self, request_id: int) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE requests SET state = 'answered' WHERE id = ?", (request_id,))
+            db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))
 
-    def unanswered_requests(self, max_attempts: int = 10) -> list[sqlite3.Row]:
-        """Requests not yet answered, each counted as one more attempt; given up after `max_attempts`."""
+    def defer_request(self, request_id: int) -> None:
+        """The request waits for the forge or git host; the user has been told so."""
         with self.transaction() as db:
-            db.execute("UPDATE requests SET state = 'abandoned' WHERE state = 'running' AND attempts >= ?", (max_attempts,))
-            rows = db.execute("SELECT * FROM requests WHERE state = 'running' ORDER BY id").fetchall()
-            db.execute("UPDATE requests SET attempts = attempts + 1 WHERE state = 'running'")
-        return rows
+            db.execute("UPDATE requests SET notified = 1 WHERE id = ?", (request_id,))
+
+    def unanswered_requests(self, now: float, everything: bool = False, max_attempts: int = 10, backoff: float = 30.0,
+                            longest: float = 600.0) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+        """(requests due for another attempt, requests given up now after `max_attempts`).
+
+        Each due request counts one more attempt; the next one is due after `backoff` seconds,
+        doubling per attempt up to `longest`. `everything`: all unanswered ones are due (at start,
+        when nothing of an earlier process can still be running).
+        """
+        cutoff = float("inf") if everything else now
+        with self.transaction() as db:
+            running = "state = 'running' AND next_try <= ?"
+            abandoned = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts >= ? ORDER BY id",
+                                   (cutoff, max_attempts)).fetchall()
+            db.execute(f"UPDATE requests SET state = 'abandoned' WHERE {running} AND attempts >= ?", (cutoff, max_attempts))
+            due = db.execute(f"SELECT * FROM requests WHERE {running} ORDER BY id", (cutoff,)).fetchall()
+            for row in due:
+                wait = min(longest, backoff * 2 ** row["attempts"])
+                db.execute("UPDATE requests SET attempts = attempts + 1, next_try = ? WHERE id = ?", (now + wait, row["id"]))
+        return due, abandoned
 
     def add_follow(self, cluster: str, expected: str, tag: str, source: str, kustomization: str,
                    channel: str, thread_ts: str, started: float) -> int:

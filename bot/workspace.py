@@ -53,8 +53,16 @@ class Pushed:
     report: CheckReport
 
 
+class OriginUnavailable(WorkspaceError):
+    """The git remote cannot be reached right now; the same request can work later."""
+
+
 class _PushRejected(WorkspaceError):
     """A push failed; it is tried again a few times, since the remote may just be busy."""
+
+
+class _PushUnreachable(_PushRejected, OriginUnavailable):
+    pass
 
 
 class Listings:
@@ -222,7 +230,7 @@ class Workspace:
             repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True, env=self._git_env())
         except GitCommandError as exc:
             shutil.rmtree(self.mirror_path, ignore_errors=True)
-            raise WorkspaceError(f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
+            raise _error(exc, f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
         with repo.config_writer() as config:
             config.set_value('remote "origin"', "fetch", "+refs/heads/*:refs/heads/*")
             config.add_value('remote "origin"', "fetch", "+refs/tags/*:refs/tags/*")
@@ -233,7 +241,7 @@ class Workspace:
         try:
             self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin", env=self._git_env())
         except GitCommandError as exc:
-            raise WorkspaceError(f"cannot fetch from the repository: {_git_reason(exc)}") from None
+            raise _error(exc, f"cannot fetch from the repository: {_git_reason(exc)}") from None
 
     @property
     def default_branch(self) -> str:
@@ -299,7 +307,8 @@ class Workspace:
             try:
                 self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
             except GitCommandError as exc:
-                raise _PushRejected(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+                kind = _PushUnreachable if _unreachable(exc) else _PushRejected
+                raise kind(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
             return Pushed(commit, report)
 
     # -- git objects, written and read in-process (the hot path of a promotion spawns no git) --
@@ -455,6 +464,20 @@ def _commit_object(tree: str, parent: str, message: str) -> bytes:
     identity = f"{BOT_IDENTITY['GIT_AUTHOR_NAME']} <{BOT_IDENTITY['GIT_AUTHOR_EMAIL']}> {int(time.time())} +0000"
     text = f"tree {tree}\nparent {parent}\nauthor {identity}\ncommitter {identity}\n\n{message.rstrip()}\n"
     return text.encode("utf-8")
+
+
+# What git prints when the remote is down or failing, as opposed to refusing (auth, conflicts).
+_UNREACHABLE = ("could not resolve host", "failed to connect", "connection refused", "connection timed out",
+                "operation timed out", "connection reset", "the remote end hung up unexpectedly",
+                "returned error: 50", "returned error: 429")
+
+
+def _unreachable(exc: GitCommandError) -> bool:
+    return any(marker in str(exc.stderr or "").lower() for marker in _UNREACHABLE)
+
+
+def _error(exc: GitCommandError, message: str) -> WorkspaceError:
+    return (OriginUnavailable if _unreachable(exc) else WorkspaceError)(message)
 
 
 def _git_reason(exc: GitCommandError) -> str:

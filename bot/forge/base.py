@@ -10,6 +10,10 @@ class ForgeError(Exception):
     """A forge refused or failed; the message is safe to show to the user."""
 
 
+class ForgeUnavailable(ForgeError):
+    """The forge is down, failing on its side (5xx) or rate-limited: the same request can work later."""
+
+
 class Forge(Protocol):
     name: str
 

@@ -18,7 +18,7 @@ from github.PullRequest import PullRequest as GhPull
 from github.Repository import Repository
 from urllib3.util.retry import Retry
 
-from bot.forge.base import ForgeError
+from bot.forge.base import ForgeError, ForgeUnavailable
 from bot.workspace import Workspace
 from commands.model import ChangePlan, PullRequest
 
@@ -182,11 +182,12 @@ class GitHubForge:
         try:
             yield
         except RateLimitExceededException as exc:
-            raise ForgeError(f"GitHub's rate limit is used up; {_reset(exc.headers)}") from None
+            raise ForgeUnavailable(f"GitHub's rate limit is used up; {_reset(exc.headers)}") from None
         except GithubException as exc:
-            raise ForgeError(self._explain(exc, action, subject)) from None
+            unavailable = exc.status >= 500 or (exc.status == 403 and (exc.headers or {}).get("x-ratelimit-remaining") == "0")
+            raise (ForgeUnavailable if unavailable else ForgeError)(self._explain(exc, action, subject)) from None
         except requests.RequestException as exc:
-            raise ForgeError(f"GitHub is unreachable at {self.base_url} ({exc.__class__.__name__}); try again later") from None
+            raise ForgeUnavailable(f"GitHub is unreachable at {self.base_url} ({exc.__class__.__name__})") from None
 
     def _explain(self, exc: GithubException, action: str, subject: str) -> str:
         message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
@@ -207,6 +208,8 @@ class GitHubForge:
             return f"GitHub rejected the request (422 {message}{': ' + details if details else ''})"
         if exc.status == 405:
             return f"GitHub cannot do that to {subject or 'the pull request'} (405 {message})"
+        if exc.status >= 500:
+            return f"GitHub is failing ({exc.status} {message or 'server error'})".strip()
         return f"GitHub answered {exc.status} {message}".strip()
 
 

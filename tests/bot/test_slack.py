@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,9 @@ def test_a_slack_outage_loses_no_answer(slack_app, slack_standin, example_repo) 
     slack_standin.wait_for(lambda: bot.store.query("SELECT * FROM requests WHERE state = 'running'"))
     assert len(bot.forge.open_prs()) == 1  # the work was done; only the answer did not get through
     slack_standin.fail_in_threads = False  # Slack is back
-    harness.transport.recover()
+    harness.transport.recover()  # not due yet: a request still in flight is left alone
+    assert len(bot.store.query("SELECT * FROM requests WHERE state = 'running'")) == 1
+    harness.transport.recover(now=time.time() + 121)  # the retry loop, once it is due
     answers = [p["text"] for p in slack_standin.posts() if p.get("thread_ts") and "PR #1" in p["text"]]
     assert len(answers) == 2 and "this change is already open: PR #1" in answers[-1]  # the failed one, then the retry
     assert len(bot.forge.open_prs()) == 1 and branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]

@@ -56,6 +56,7 @@ class GitHubStandIn:
     requests: list[Recorded] = field(default_factory=list)
     installation_tokens: int = 0
     api_prefix: str = ""  # "/api/v3" to answer like GitHub Enterprise
+    outage: int = 0  # while set, every API request is answered with this status (an incident)
 
     def __post_init__(self) -> None:
         self._failures: list[_Failure] = []
@@ -91,6 +92,9 @@ class GitHubStandIn:
         out = subprocess.run(["git", "for-each-ref", "--format=%(refname:strip=2)", "refs/heads"],
                              cwd=self.bare_repo, capture_output=True, text=True, check=True).stdout
         return out.split()
+
+    def fluxbot_branches(self) -> list[str]:
+        return [b for b in self.branches() if b.startswith("fluxbot/")]
 
     def push_commit(self, number: int, sha: str) -> None:
         """New commits on a PR: move its head (as a `synchronize` event would report)."""
@@ -136,6 +140,8 @@ class GitHubStandIn:
                ) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.requests.append(Recorded(method, path, headers, body))
+            if self.outage:
+                return self.outage, {"message": "Service Unavailable"}, {}
             for failure in self._failures:
                 if failure.times > 0 and failure.method == method and failure.pattern.search(path):
                     failure.times -= 1
