@@ -20,7 +20,7 @@ SHARED = ROOT.parent / "shared"
 # Every secret the suite configures. Log records of the whole session, and every reply and PR body
 # the stand-ins record, are scanned for them (the signing secret "s" is too short to grep; what it
 # signs is checked by the signature tests instead).
-SECRETS = ("ghp_standin_token_0123456789", "xoxb-test", "webhook-secret-0123", "cab-token-123456", "ghs_installation_")
+SECRETS = ("ghp_standin_token_0123456789", "xoxb-test", "xapp-test", "webhook-secret-0123", "cab-token-123456", "ghs_installation_")
 
 
 class _SecretScanner(logging.Handler):

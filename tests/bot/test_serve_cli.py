@@ -84,3 +84,60 @@ def test_serve_says_which_settings_are_missing(example_repo: Path) -> None:
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN" in run.stderr
+
+
+def test_serve_in_socket_mode_answers_over_the_socket(example_repo: Path, slack_standin, tmp_path: Path) -> None:
+    """Slack's requests arrive over a WebSocket; acked there, answered through the Web API; the HTTP
+    port keeps probes (and webhooks) but no /slack/events; a journalled request is answered on start."""
+    from urllib.parse import parse_qsl
+
+    from bot.store import Store
+    from tests.conftest import shared_file
+    from tests.standins.socket_mode import SocketModeStandIn
+
+    socket = SocketModeStandIn()
+    slack_standin.socket_url = socket.url
+    state = tmp_path / "state"
+    # a request an earlier process took but never answered (it was stopped mid-way)
+    Store(state / "fluxbot.db").begin_request("U_EARLIER", "versions", "C_OPS", "1700000000.000001", [], False, 0.0)
+    port = free_port()
+    env = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+           "SLACK_APP_TOKEN": slack_standin.app_token, "FLUXBOT_SLACK_API_URL": slack_standin.api_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--socket-mode", "--host", "127.0.0.1", "--port", str(port),
+         "--repo", str(example_repo), "--state", str(state)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in iter(process.stdout.readline, ""):
+            if "Socket Mode" in line or "fluxbot:" in line:
+                break
+        assert "connected to Slack in Socket Mode" in line, line
+        socket.wait_connected()
+        assert slack_standin.of("apps.connections.open")[0].headers["authorization"] == f"Bearer {slack_standin.app_token}"
+        recovered = slack_standin.wait_for(lambda: [p for p in slack_standin.posts()
+                                                    if p.get("thread_ts") == "1700000000.000001"])
+        assert "releases" in recovered[0]["text"]
+
+        command = dict(parse_qsl(shared_file("fixtures/payloads/slack/slash_command.urlencoded.txt").read_text()))
+        command.update(command="/flux", text="help", user_id="U_ALICE", channel_id="C_OPS")
+        envelope = socket.send("slash_commands", command)
+        slack_standin.wait_for(lambda: socket.acked(envelope))
+        answer = slack_standin.wait_for(lambda: [p for p in slack_standin.posts()
+                                                 if p.get("thread_ts") and "promote" in p["text"] and "rollback" in p["text"]])
+        assert answer[0]["channel"] == "C_OPS"
+
+        mention = json.loads(shared_file("fixtures/payloads/slack/app_mention.event_callback.json").read_text())
+        mention["event"].update(text="<@W111> status demo", user="U_ALICE", channel="C_OPS")
+        envelope = socket.send("events_api", mention)
+        slack_standin.wait_for(lambda: socket.acked(envelope))
+        slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "demo" in p["text"] and "v0.4.0" in p["text"]])
+
+        base = f"http://127.0.0.1:{port}"
+        assert get(base + "/healthz") == (200, "ok\n")
+        assert get(base + "/slack/events")[0] == 404
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+        socket.stop()
+    assert SLACK_BOT_TOKEN not in output and slack_standin.app_token not in output and "Traceback" not in output

@@ -29,6 +29,8 @@ class SlackStandIn:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     fail_in_threads: bool = False  # an outage that hits the replies (thread posts) only
+    app_token: str = "xapp-test"  # what `apps.connections.open` (Socket Mode) accepts
+    socket_url: str = ""  # the WebSocket URL it hands out (a SocketModeStandIn)
 
     def __post_init__(self) -> None:
         self._failures: list[list[Any]] = []  # [method, error, status, headers, times]
@@ -86,6 +88,10 @@ class SlackStandIn:
                     return failure[2], {"ok": False, "error": failure[1]}, failure[3]
             if self.fail_in_threads and method == "chat.postMessage" and params.get("thread_ts"):
                 return 200, {"ok": False, "error": "internal_error"}, {}
+            if method == "apps.connections.open":
+                if headers.get("authorization") != f"Bearer {self.app_token}" or not self.socket_url:
+                    return 200, {"ok": False, "error": "invalid_auth"}, {}
+                return 200, {"ok": True, "url": self.socket_url}, {}
             if headers.get("authorization") != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             self._ts += 1
