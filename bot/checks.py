@@ -19,12 +19,16 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from ruamel.yaml.error import YAMLError
 
 from commands.model import ChangePlan, CommandError
 from commands.repo import INFRASTRUCTURE_DIR, RepoSnapshot, documents
 from commands.substitute import substitute
+from commands.yamledit import load_documents
 
 _YAML = (".yaml", ".yml")
 _KEEP_RENDERS = 512
@@ -212,9 +216,16 @@ def _kustomize(kubectl: str, directory: Path, label: str) -> str:
 
 def _parse(text: str, label: str) -> list[Any]:
     try:
-        return [d for d in documents(text.encode()) if d is not None]
-    except ValueError as error:
-        raise CommandError(f"quality gate: {label} renders to invalid YAML ({error})") from None
+        return list(_rendered_objects(text))
+    except YAMLError as error:
+        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+        raise CommandError(f"quality gate: {label} renders to invalid YAML ({reason})") from None
+
+
+@lru_cache(maxsize=32)
+def _rendered_objects(text: str) -> tuple[Any, ...]:
+    # Renders can be megabytes (Flux's own components); a few are kept parsed, not thousands.
+    return tuple(d for d in load_documents(text) if d is not None)
 
 
 def _check_objects(label: str, objects: list[Any], manifests: bool = True) -> list[Any]:
