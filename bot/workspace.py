@@ -295,21 +295,23 @@ class Workspace:
         with self.locked():
             self.refresh()
             tip = self.repo.git.rev_parse(f"refs/heads/{self.default_branch}")
-            base = GitReader(self.repo, tip, self._listings)
+            base = GitReader(self._reader_repo(), tip, self._listings)
             files = {edit.path: _rebased(edit, base.read(tip, edit.path)) for edit in plan.edits}
             blobs = {path: None if content is None else self._store(b"blob", content) for path, content in files.items()}
             tree = self._write_tree(self._tree_of(tip), blobs) or self._store(b"tree", b"")
             commit = self._store(b"commit", _commit_object(tree, tip, plan.commit_message))
-            report = CheckReport()
-            if self.quality_checks:
-                snapshot = RepoSnapshot(base.derive(commit, blobs))
-                report = run_checks(plan, commit, files, snapshot, Renderer(self, self.render_cache))
-            try:
-                self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
-            except GitCommandError as exc:
-                kind = _PushUnreachable if _unreachable(exc) else _PushRejected
-                raise kind(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
-            return Pushed(commit, report)
+        # Outside the mirror lock: the commit's objects are written, and rendering and pushing only
+        # read them, so changes to different clusters check and push side by side.
+        report = CheckReport()
+        if self.quality_checks:
+            snapshot = RepoSnapshot(base.derive(commit, blobs))
+            report = run_checks(plan, commit, files, snapshot, Renderer(self, self.render_cache))
+        try:
+            self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
+        except GitCommandError as exc:
+            kind = _PushUnreachable if _unreachable(exc) else _PushRejected
+            raise kind(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+        return Pushed(commit, report)
 
     # -- git objects, written and read in-process (the hot path of a promotion spawns no git) --
 
