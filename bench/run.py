@@ -322,14 +322,18 @@ def main() -> int:
             bot = build_bot(Settings(repo=str(repo), state_dir=work / f"sb{size}", policy=Policy(trusted=True)))
             bot.handle("status", "bench")
             latest = bot.snapshot().latest.tag
-            timings = {}
-            for label, text in (("status", "status"), ("versions", "versions"), ("promote", f"promote {latest} to c0001")):
+            timings: dict[str, list[float]] = {}
+            # three promotions to three clusters: each renders its own cluster, the first also the tag
+            texts = [("status", "status"), ("versions", "versions")] + [
+                ("promote", f"promote {latest} to c{n:04d}") for n in (1, 2, 3)]
+            for label, text in texts:
                 start = time.perf_counter()
                 reply = bot.handle(text, "bench")
-                timings[label] = round((time.perf_counter() - start) * 1000, 1)
+                timings.setdefault(label, []).append((time.perf_counter() - start) * 1000)
                 assert not reply[0].title.startswith("✗") and reply[0].tone != "error", reply[0]
-            for label, value in timings.items():
-                results[f"bigrepo_{size}_{label}_ms"] = value
+            for label, values in timings.items():
+                results[f"bigrepo_{size}_{label}_ms"] = round(statistics.median(values), 1)
+            results[f"bigrepo_{size}_promote_first_ms"] = round(timings["promote"][0], 1)
         results["bigrepo_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
         # concurrency through the HTTP app: 50 promotions to 50 clusters, 20 identical requests
