@@ -116,7 +116,7 @@ class FluxBot:
         recovered = []
         for row in abandoned:
             recovered.append((_journalled(row), Response([Message(
-                f"Gave up on `{row['text']}` after {row['attempts']} attempts", tone="error",
+                f"Gave up on `{row['text']}` after {row['attempts']} retries", tone="error",
                 lines=("the forge or the git host did not come back in time, or Slack did not take the answer",
                        "nothing was changed by it; ask again once they are back"))])))
         for row in due:
@@ -136,7 +136,7 @@ class FluxBot:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
             return Response([error_message(error)])
         except (OriginUnavailable, ForgeUnavailable) as error:
-            if spec is None or not spec.action:
+            if spec is None or not spec.proposes:
                 self.store.audit(user, text, "failed", reason=str(error))
                 return Response([Message(str(error), lines=("nothing was changed; try again later",), tone="error")])
             self.store.audit(user, text, "deferred", reason=str(error))

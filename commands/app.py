@@ -152,5 +152,6 @@ SPEC = CommandSpec(
     run=run,
     examples=("app add podinfo to prod-eu set ingress.enabled=false", "app remove podinfo from demo"),
     action="app",
+    proposes=True,
     targets=lambda cmd: (cmd.cluster,),
 )

@@ -38,6 +38,9 @@ class CommandSpec:
     examples: tuple[str, ...] = ()
     action: str | None = None  # the permission a write needs; None for read-only commands
     targets: Callable[[Any], tuple[str, ...]] = lambda command: ()  # clusters it would change
+    # It proposes a change (opens a PR): safe to carry out later, so it waits out a forge outage.
+    # Merges, closes and freezes are not: nobody should find them done an hour after asking.
+    proposes: bool = False
 
     def optional_cluster(self, words: list[str]) -> str:
         """The one cluster a command may name (`status [cluster]`), or '' when none is given."""

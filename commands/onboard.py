@@ -182,5 +182,6 @@ SPEC = CommandSpec(
     run=run,
     examples=("onboard prod-us like prod-eu set meta_cluster_name=prod-us",),
     action="onboard",
+    proposes=True,
     targets=lambda cmd: (cmd.cluster,),
 )

@@ -54,5 +54,6 @@ SPEC = CommandSpec(
     run=run,
     examples=("promote v0.4.0 to prod-eu", "promote v0.4.0 to demo, prod-eu"),
     action="promote",
+    proposes=True,
     targets=lambda cmd: cmd.clusters,
 )

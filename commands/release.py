@@ -112,4 +112,5 @@ SPEC = CommandSpec(
     run=run,
     examples=("release v0.5.0",),
     action="release",
+    proposes=True,
 )

@@ -72,5 +72,6 @@ SPEC = CommandSpec(
     run=run,
     examples=("rollback prod-eu", "rollback prod-eu to v0.2.0 because nginx crashloop"),
     action="rollback",
+    proposes=True,
     targets=lambda cmd: (cmd.cluster,),
 )
