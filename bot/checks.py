@@ -76,9 +76,11 @@ class RenderCache:
         with os.fdopen(handle, "w") as out:
             out.write(text)
         os.replace(scratch, self.directory / f"{key}.yaml")
-        renders = sorted(self.directory.glob("*.yaml"), key=lambda p: p.stat().st_mtime_ns)
-        for stale in renders[:-_KEEP_RENDERS]:
-            stale.unlink(missing_ok=True)
+        renders = list(self.directory.glob("*.yaml"))
+        if len(renders) > _KEEP_RENDERS:
+            # Oldest out; another thread may be pruning too, so a file can vanish meanwhile.
+            for stale in sorted(renders, key=_age)[:-_KEEP_RENDERS]:
+                stale.unlink(missing_ok=True)
 
 
 @dataclass
@@ -115,6 +117,13 @@ class Renderer:
     def _kubectl_identity(self) -> str:
         stat = os.stat(self.kubectl or "")
         return f"{os.path.realpath(self.kubectl or '')}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _age(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _key(*parts: object) -> str:

@@ -3,6 +3,7 @@ by what they read, and a cached render is never wrong for changed content."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,16 @@ def test_a_changed_tree_is_rendered_again_and_a_failure_is_not_cached(flux_demo:
         assert out.startswith("✗ quality gate: clusters/demo does not render"), out
     assert rendered(kubectl_calls)[-2:] == ["clusters/demo", "clusters/demo"]
     assert bot.forge.open_prs() == [] and git(flux_demo, "branch", "--list", "fluxbot/*") == ""
+
+
+def test_the_render_cache_keeps_the_newest_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import checks
+
+    monkeypatch.setattr(checks, "_KEEP_RENDERS", 3)
+    cache = checks.RenderCache(tmp_path / "renders")
+    for n in range(5):
+        cache.put(f"key{n}", f"render {n}\n")
+        time.sleep(0.01)  # distinct modification times
+    assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == ["key2.yaml", "key3.yaml", "key4.yaml"]
+    assert cache.get("key4") == "render 4\n" and cache.get("key0") is None
+    assert (cache.hits, cache.misses) == (1, 1)
