@@ -19,19 +19,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(repo: Path, state: Path, slack_standin, port: int, *flags: str, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `fluxbot serve` as an operator would; the process and the first line it printed that is
+    not a JSON log record (it says where it serves, or why it cannot)."""
+    environment = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+                   "FLUXBOT_SLACK_API_URL": slack_standin.api_url, **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", *flags, "--host", "127.0.0.1", "--port", str(port),
+         "--repo", str(repo), "--state", str(state)],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    for line in iter(process.stdout.readline, ""):
+        if not line.startswith("{"):
+            return process, line
+    return process, ""
+
+
 def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Path, slack_standin, tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
-           "FLUXBOT_SLACK_API_URL": slack_standin.api_url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--repo", str(example_repo), "--state", str(tmp_path / "state")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    process, line = serve(example_repo, tmp_path / "state", slack_standin, port)
     try:
-        for line in iter(process.stdout.readline, ""):
-            if "serving Slack on" in line or "fluxbot:" in line:
-                break
         assert "serving Slack on" in line, line
         harness = SlackHarness(None, port, slack_standin)
         assert harness.command("help")[0] == 200
@@ -101,17 +109,8 @@ def test_serve_in_socket_mode_answers_over_the_socket(example_repo: Path, slack_
     # a request an earlier process took but never answered (it was stopped mid-way)
     Store(state / "fluxbot.db").begin_request("U_EARLIER", "versions", "C_OPS", "1700000000.000001", [], False, 0.0)
     port = free_port()
-    env = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
-           "SLACK_APP_TOKEN": slack_standin.app_token, "FLUXBOT_SLACK_API_URL": slack_standin.api_url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--socket-mode", "--host", "127.0.0.1", "--port", str(port),
-         "--repo", str(example_repo), "--state", str(state)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    process, line = serve(example_repo, state, slack_standin, port, "--socket-mode", SLACK_APP_TOKEN=slack_standin.app_token)
     try:
-        for line in iter(process.stdout.readline, ""):
-            if "Socket Mode" in line or "fluxbot:" in line:
-                break
         assert "connected to Slack in Socket Mode" in line, line
         socket.wait_connected()
         assert slack_standin.of("apps.connections.open")[0].headers["authorization"] == f"Bearer {slack_standin.app_token}"

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.standins.http import send_json
+
 
 @dataclass
 class Recorded:
@@ -260,14 +262,7 @@ def _handler(standin: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw) if raw else {}
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, payload, extra = standin.handle(self.command, path, parse_qs(url.query), headers, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload, extra, content_type="application/json; charset=utf-8")
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

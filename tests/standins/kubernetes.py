@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.standins.http import send_json
+
 KINDS = {
     ("source.toolkit.fluxcd.io", "gitrepositories"): ("GitRepository", "v1"),
     ("kustomize.toolkit.fluxcd.io", "kustomizations"): ("Kustomization", "v1"),
@@ -88,12 +90,12 @@ class KubernetesStandIn:
             parts = parts[:3] + ["namespaces", "*", parts[3]]
         # /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]
         if len(parts) < 6 or parts[0] != "apis" or (parts[1], parts[5]) not in KINDS:
-            return _send(handler, 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+            return send_json(handler, 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
                                         "message": f"the server could not find the requested resource ({url.path})"})
         group, version, namespace, plural = parts[1], parts[2], parts[4], parts[5]
         kind, served = KINDS[(group, plural)]
         if version != served:
-            return _send(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "no such version"})
+            return send_json(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "no such version"})
         query = parse_qs(url.query)
         if len(parts) == 7:
             key = (plural, namespace, parts[6])
@@ -102,19 +104,19 @@ class KubernetesStandIn:
                 patch = json.loads(handler.rfile.read(length))
                 with self.changed:
                     if key not in self.objects:
-                        return _send(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                        return send_json(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
                     self.patches.append((plural, parts[6], patch))
                     obj = _merge(copy.deepcopy(self.objects[key]), patch)
-                return _send(handler, 200, self.put(plural, obj))
+                return send_json(handler, 200, self.put(plural, obj))
             obj = self.objects.get(key)
             if obj is None:
-                return _send(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound",
+                return send_json(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound",
                                             "message": f'{plural} "{parts[6]}" not found'})
-            return _send(handler, 200, obj)
+            return send_json(handler, 200, obj)
         if query.get("watch", ["false"])[0] in ("true", "1"):
             return self._watch(handler, plural, namespace, int(query.get("resourceVersion", ["0"])[0] or 0),
                                float(query.get("timeoutSeconds", ["30"])[0]))
-        return _send(handler, 200, {"apiVersion": f"{group}/{version}", "kind": f"{kind}List",
+        return send_json(handler, 200, {"apiVersion": f"{group}/{version}", "kind": f"{kind}List",
                                     "metadata": {"resourceVersion": str(self.version)}, "items": self._list(plural, namespace)})
 
     def _watch(self, handler: BaseHTTPRequestHandler, plural: str, namespace: str, since: int, timeout: float) -> None:
@@ -154,15 +156,6 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             target[key] = _merge(target.get(key), value)
     return target
-
-
-def _send(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
-    data = json.dumps(body).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
 
 
 def _handler(standin: KubernetesStandIn) -> type[BaseHTTPRequestHandler]:

@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
+from tests.standins.http import send_json
+
 
 @dataclass
 class Call:
@@ -129,14 +131,7 @@ def _handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
                         params[key] = json.loads(params[key])
             method = self.path.split("?")[0].removeprefix("/api/").lstrip("/")
             status, body, extra = standin.answer(method, params, {k.lower(): v for k, v in self.headers.items()})
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body, extra)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
