@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from ruamel.yaml.error import YAMLError
 
 from commands.model import ChangePlan, CommandError
-from commands.repo import INFRASTRUCTURE_DIR, RepoSnapshot, documents
+from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot, documents
 from commands.substitute import substitute
 from commands.yamledit import load_documents
 
@@ -96,8 +96,9 @@ class Renderer:
         assert self.kubectl
         top = directory.split("/", 1)[0]
         # What a directory may load: itself and the repo around it (`../../apps/x`), but not the
-        # other clusters, so one cluster's render does not depend on (or export) a thousand others.
-        entries = [(name, oid) for name, oid in self.trees.tree_entries(ref, "") if name != top]
+        # clusters, so no render (a cluster's, or the infrastructure's) depends on, or exports, a
+        # thousand cluster directories.
+        entries = [(name, oid) for name, oid in self.trees.tree_entries(ref, "") if name not in (top, CLUSTERS_DIR)]
         entries += [(directory, oid) for oid in self._tree_id(ref, directory)]
         key = _key(self._kubectl_identity(), directory, entries)
         cached = self.cache.get(key)
@@ -153,7 +154,7 @@ def run_checks(plan: ChangePlan, commit: str, files: Mapping[str, bytes | None],
     if not renderer.kubectl:
         report.lines.append("skipped: rendering with `kubectl kustomize` (kubectl is not installed here)")
         return report
-    directory = f"clusters/{plan.cluster}"
+    directory = f"{CLUSTERS_DIR}/{plan.cluster}"
     pin = cluster.pin
     infra_ref, where = ((f"refs/tags/{pin.value}", pin.value) if pin is not None and pin.kind == "tag" else
                         (commit, f"{pin} (this change's tree)"))

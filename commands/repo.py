@@ -27,6 +27,7 @@ from commands.model import (
 from commands.yamledit import load_documents
 
 INFRASTRUCTURE_DIR = "infrastructure"
+CLUSTERS_DIR = "clusters"
 CHANGELOG = "CHANGELOG.md"
 _PIN_KINDS = ("tag", "branch", "semver", "commit")
 _YAML_SUFFIXES = (".yaml", ".yml")
