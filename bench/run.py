@@ -184,18 +184,11 @@ class SlackApp:
         self.standin.stop()
 
 
-def flux_status(name: str) -> dict:
-    """A status block from the Flux payload fixtures (the real shapes)."""
-    from ruamel.yaml import YAML
-
-    docs = YAML(typ="safe").load_all((FLUX_FIXTURES / name).read_text())
-    return next(d for d in docs if d and "status" in d)["status"]
-
-
 def measure_reconcile_notify(example: Path, work: Path, rounds: int) -> list[float]:
     """Merge a change, let the stand-in's Flux objects turn Ready at its revision, time the thread post."""
     from bot.cluster import ClusterConnection, FluxCluster
     from bot.follow import ReconcileFollower
+    from tests.conftest import flux_status  # the same fixtures the tests read
     from tests.standins.kubernetes import KubernetesStandIn
 
     repo = work / "reconcile-repo"
