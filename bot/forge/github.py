@@ -184,7 +184,7 @@ class GitHubForge:
         except RateLimitExceededException as exc:
             raise ForgeUnavailable(f"GitHub's rate limit is used up; {_reset(exc.headers)}") from None
         except GithubException as exc:
-            unavailable = exc.status >= 500 or (exc.status == 403 and (exc.headers or {}).get("x-ratelimit-remaining") == "0")
+            unavailable = exc.status >= 500 or _rate_limited(exc)
             raise (ForgeUnavailable if unavailable else ForgeError)(self._explain(exc, action, subject)) from None
         except requests.RequestException as exc:
             raise ForgeUnavailable(f"GitHub is unreachable at {self.base_url} ({exc.__class__.__name__})") from None
@@ -193,7 +193,7 @@ class GitHubForge:
         message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
         if exc.status == 401:
             return "GitHub rejected fluxbot's credentials (401 Bad credentials): check the token or the GitHub App key"
-        if exc.status == 403 and (exc.headers or {}).get("x-ratelimit-remaining") == "0":
+        if _rate_limited(exc):
             return f"GitHub's rate limit is used up; {_reset(exc.headers)}"
         if exc.status == 403:
             return f"GitHub refused (403 {message}): fluxbot's token needs {_NEEDS[action]} on {self.repository}"
@@ -211,6 +211,11 @@ class GitHubForge:
         if exc.status >= 500:
             return f"GitHub is failing ({exc.status} {message or 'server error'})".strip()
         return f"GitHub answered {exc.status} {message}".strip()
+
+
+def _rate_limited(exc: GithubException) -> bool:
+    """A 403 that is GitHub's primary rate limit (not a permission problem)."""
+    return exc.status == 403 and (exc.headers or {}).get("x-ratelimit-remaining") == "0"
 
 
 def _reset(headers: dict[str, str] | None) -> str:
