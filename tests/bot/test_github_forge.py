@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -108,20 +109,25 @@ def test_github_unreachable(github_bot, github_standin) -> None:
     assert github_standin.fluxbot_branches() == []
 
 
-def test_a_push_race_rebuilds_the_change_on_the_new_main(github_bot, github_standin, tmp_path) -> None:
-    bot = github_bot()
+def someone_pushes_first(bot, github_standin, work: Path, path: str, edit, message: str) -> None:
+    """Make the bot's next push race a commit someone else lands on main between plan and push."""
     original = bot.workspace.push_change
-    work = tmp_path / "someone"
 
-    def main_moves_first(plan):
-        # Someone else lands a commit on main between our plan and our push.
-        git(tmp_path, "clone", "-q", str(github_standin.bare_repo), str(work))
-        (work / "README.md").write_text("changed meanwhile\n")
-        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "docs: meanwhile")
+    def pushed_meanwhile(plan):
+        git(work.parent, "clone", "-q", str(github_standin.bare_repo), str(work))
+        target = work / path
+        target.write_text(edit(target.read_text()))
+        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", message)
         git(work, "push", "-q", "origin", "main")
         return original(plan)
 
-    bot.workspace.push_change = main_moves_first
+    bot.workspace.push_change = pushed_meanwhile
+
+
+def test_a_push_race_rebuilds_the_change_on_the_new_main(github_bot, github_standin, tmp_path) -> None:
+    bot = github_bot()
+    someone_pushes_first(bot, github_standin, tmp_path / "someone", "README.md", lambda _: "changed meanwhile\n",
+                         "docs: meanwhile")
     assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
     main = git(github_standin.bare_repo, "rev-parse", "main")
     assert git(github_standin.bare_repo, "rev-parse", f"{BRANCH}^") == main
@@ -129,18 +135,8 @@ def test_a_push_race_rebuilds_the_change_on_the_new_main(github_bot, github_stan
 
 def test_a_real_conflict_is_reported_not_forced(github_bot, github_standin, tmp_path) -> None:
     bot = github_bot()
-    original = bot.workspace.push_change
-    work = tmp_path / "someone"
-
-    def someone_promotes_by_hand(plan):
-        git(tmp_path, "clone", "-q", str(github_standin.bare_repo), str(work))
-        infra = work / "clusters/demo/infrastructure.yaml"
-        infra.write_text(infra.read_text().replace("tag: v0.3.0", "tag: v0.2.0"))
-        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "hotfix")
-        git(work, "push", "-q", "origin", "main")
-        return original(plan)
-
-    bot.workspace.push_change = someone_promotes_by_hand
+    someone_pushes_first(bot, github_standin, tmp_path / "someone", "clusters/demo/infrastructure.yaml",
+                         lambda text: text.replace("tag: v0.3.0", "tag: v0.2.0"), "hotfix")
     out = say(bot, "promote v0.4.0 to demo")
     assert "to `v0.2.0` meanwhile" in out
     assert github_standin.fluxbot_branches() == [] and github_standin.pulls == {}
