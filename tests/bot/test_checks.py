@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, say
+from tests.conftest import git, say, tool
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
+
+
+@pytest.fixture(autouse=True)
+def _kubectl() -> None:
+    tool("kubectl", "the quality gates render with `kubectl kustomize`")
 
 
 @pytest.fixture
