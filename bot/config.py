@@ -9,6 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from bot import schema
 from bot.cluster import ClusterConnection
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
@@ -73,6 +74,10 @@ def _policy(data: Any, path: str) -> Policy:
 
 class ConfigError(Exception):
     """The configuration is wrong; the message says where and what would work."""
+
+    def __init__(self, message: str, problems: list[schema.Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 @dataclass
@@ -151,20 +156,43 @@ class Settings:
         return base / f"{Path(identity).name}-{key}"
 
 
+def _read(path: str) -> tuple[Any, Any]:
+    """The config's data and its YAML node tree (for line numbers); bad YAML says where."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return YAML(typ="safe", pure=True).load(text), YAML(typ="safe", pure=True).compose(text)
+    except Exception as exc:  # ruamel raises several unrelated error types for bad YAML
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+
+
 def load_settings(path: str | None) -> Settings:
-    """Read the config file if there is one; a missing file named explicitly is an error."""
+    """Read the config file if there is one; a missing file named explicitly is an error.
+
+    The file is validated against bot/schema/fluxbot.schema.json first: unknown keys, wrong types
+    and empty required values are refused with their key path and line.
+    """
     path = path or os.environ.get("FLUXBOT_CONFIG")
     if not path:
         return Settings()
-    try:
-        data: Any = YAML(typ="safe", pure=True).load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except Exception as exc:  # ruamel raises several unrelated error types for bad YAML
-        raise ConfigError(f"config file {path} is not valid YAML: {exc.__class__.__name__}") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping")
+    data, nodes = _read(path)
+    data = {} if data is None else data
+    problems = schema.check(data, nodes)
+    forge_type = (data.get("forge") or {}).get("type") if isinstance(data, dict) else None
+    if not problems and forge_type == "github" and data.get("repo"):
+        problems.append(schema.Problem("repo", schema.dotted_line(nodes, ["repo"]),
+                                       "is set, but forge.type is github: fluxbot clones the GitHub repository "
+                                       "itself; remove `repo`, or set forge.git_url for another clone URL"))
+    if problems:
+        raise ConfigError(f"config file {path} has {len(problems)} problem(s):\n"
+                          + "\n".join(f"  {problem}" for problem in problems), problems)
     settings = Settings(
         repo=str(data.get("repo", "")),
         state_dir=Path(data["state_dir"]) if data.get("state_dir") else None,

@@ -38,3 +38,43 @@ def test_offline_warns_that_writes_are_denied_without_rules(tmp_path: Path) -> N
     assert run.returncode == 0 and "every write is denied" in run.stdout
     online = check("--config", str(config), "--online", env={"SLACK_BOT_TOKEN": ""})
     assert online.returncode == 1 and "✗ slack" in online.stdout and "cannot clone" in online.stdout
+
+
+def test_a_wrong_type_is_a_clear_error_with_key_and_line_not_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "f.yaml"
+    config.write_text("repo: /nowhere\ngate:\n  provider: slack\n  change_channel: C1\n  approvers_group: S1\n"
+                      "  expire_hours: soon\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout
+    assert "`gate.expire_hours` (line 6): is 'soon'; it must be a number" in run.stdout
+
+
+def test_unknown_keys_are_refused_with_their_line_and_a_suggestion(tmp_path: Path) -> None:
+    config = tmp_path / "f.yaml"
+    config.write_text("repo: /nowhere\npermisions:\n  rules: []\nclusters:\n  prod:\n    in_clster: true\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1
+    assert "`permisions` (line 2): unknown key; did you mean `permissions`?" in run.stdout
+    assert "`clusters.prod.in_clster` (line 6): unknown key; did you mean `in_cluster`?" in run.stdout
+
+
+def test_a_slack_gate_needs_a_change_channel_and_approvers(tmp_path: Path) -> None:
+    config = tmp_path / "f.yaml"
+    config.write_text("repo: /nowhere\ngate:\n  provider: slack\n  change_channel: ''\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1
+    assert "`gate.change_channel` (line 4): is empty" in run.stdout
+    assert "`gate.approvers_group` (line 3): is required" in run.stdout
+    config.write_text("repo: /nowhere\ngate:\n  provider: none\n")
+    assert check("--config", str(config)).returncode == 0
+
+
+def test_duplicate_keys_and_a_local_repo_with_github_say_where(tmp_path: Path) -> None:
+    config = tmp_path / "f.yaml"
+    config.write_text("state_dir: /a\nrepo: /b\nstate_dir: /c\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1 and "not valid YAML (line 3): found duplicate key \"state_dir\"" in run.stdout
+    config.write_text("repo: /srv/fleet\nforge:\n  type: github\n  repository: platform/fleet\n")
+    run = check("--config", str(config))
+    assert run.returncode == 1 and "`repo` (line 1): is set, but forge.type is github" in run.stdout
+    assert "forge.git_url" in run.stdout

