@@ -20,6 +20,7 @@ from bot.metrics import RECONCILES
 from bot.store import Store
 from commands.model import Message, PullRequest
 from commands.reconcile import FluxState, evaluate, expected_revision, seconds
+from commands.rollback import rollback_target
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +207,19 @@ class ReconcileFollower:
         self._finish(row, "failed", Message(
             f"Reconcile of {row['cluster']} to {row['tag']} failed", tone="error",
             lines=(state.summary, f"{state.failing}: {state.message}")),
-            actions=[{"type": "button", "action_id": "fluxbot_rollback", "value": row["cluster"], "style": "danger",
-                      "text": {"type": "plain_text", "text": "Roll back"}}])
+            actions=[self._rollback_button(row["cluster"], row["tag"])])
+
+    def _rollback_button(self, cluster: str, tag: str) -> dict[str, Any]:
+        """The Roll back button, its from/to fixed now: a click after the pin moved is refused, not re-planned."""
+        value, label = f"{cluster} from {tag}", "Roll back"
+        try:
+            repo = self.bot.snapshot()
+            target = rollback_target(repo, repo.cluster(cluster), tag).tag
+            value, label = f"{value} to {target}", f"Roll back to {target}"
+        except Exception:  # no older release, or the repo unreadable: the click gets the refusal
+            log.info("no rollback target to offer for %s at %s", cluster, tag)
+        return {"type": "button", "action_id": "fluxbot_rollback", "value": value, "style": "danger",
+                "text": {"type": "plain_text", "text": label}}
 
     def _finish(self, row: Any, state: str, message: Message, actions: list[dict[str, Any]] | None = None) -> None:
         # Post once: only the call that moves the follow out of `following` posts.

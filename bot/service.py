@@ -22,6 +22,7 @@ from bot.metrics import COMMANDS, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
 from bot.store import Store
 from bot.workspace import OriginUnavailable, Workspace, WorkspaceError
+from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
 from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
@@ -54,6 +55,7 @@ class Response:
     prs: list[PullRequest] = field(default_factory=list)  # opened (or found open) by this request
     request_id: int = 0  # the journal entry; the transport calls `finish` once the answer is out
     pending: bool = False  # the forge or git host is down: the request stays journalled and is retried
+    fixed_text: str = ""  # the request with its decision fixed (from/to), for a confirmation to run later
 
 
 @dataclass
@@ -88,7 +90,7 @@ class FluxBot:
         if not request_id:
             request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
                                                   sorted(request.groups), request.confirmed, time.time())
-        response = self._respond(request)
+        response = self._respond(request, request_id)
         response.request_id = request_id
         verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""
         outcome = ("confirm" if response.confirmation else "deferred" if response.pending else
@@ -126,12 +128,12 @@ class FluxBot:
             recovered.append((_journalled(row), response))
         return recovered
 
-    def _respond(self, request: Request) -> Response:
+    def _respond(self, request: Request, request_id: int = 0) -> Response:
         text, user = request.text, request.user
         spec: CommandSpec | None = None
         try:
             spec, command = parse(text)
-            response = self._run(spec, command, request)
+            response = self._run(spec, command, request, request_id)
         except CommandError as error:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
             return Response([error_message(error)])
@@ -140,6 +142,7 @@ class FluxBot:
                 self.store.audit(user, text, "failed", reason=str(error))
                 return Response([Message(str(error), lines=("nothing was changed; try again later",), tone="error")])
             self.store.audit(user, text, "deferred", reason=str(error))
+            self._fix_while_waiting(spec, command, request, request_id)
             return Response([Message(str(error), tone="warning", lines=(
                 "fluxbot keeps this request and tries it again, less and less often, for about an hour",
                 "nothing was changed yet; the answer will be posted here"))], pending=True)
@@ -157,7 +160,7 @@ class FluxBot:
                          prs=[pr.number for pr in response.prs])
         return response
 
-    def _run(self, spec: CommandSpec, command: Any, request: Request) -> Response:
+    def _run(self, spec: CommandSpec, command: Any, request: Request, request_id: int = 0) -> Response:
         open_prs = tuple(self.forge.open_prs())
         self._authorize(spec, command, request, open_prs)
         freezes = self.store.freezes()
@@ -165,6 +168,10 @@ class FluxBot:
             raise refusal
         ctx = Context(self.snapshot(), request.user, open_prs, date.today().isoformat(), freezes, self._audit_entries,
                       self.live, self.release_requires_green)
+        fixed = spec.fixed(command, ctx) if spec.fixed else ""
+        if fixed and request_id:
+            # Before anything is pushed: a re-run after a crash or an outage acts on this decision.
+            self.store.fix_request_text(request_id, fixed)
         outcome = spec.run(command, ctx)
         if isinstance(outcome, Message):
             return Response([outcome])
@@ -175,13 +182,23 @@ class FluxBot:
         if isinstance(outcome, PrAction):
             return Response([self._act_on_pr(outcome, request.user)])
         if request.confirm_risky and not request.confirmed and any(p.productive for p in outcome):
-            return Response(confirmation=_confirmation(outcome, request))
+            return Response(confirmation=_confirmation(outcome, request), fixed_text=fixed)
         response = Response()
         for plan in outcome:
             pr, message = self.open_change(plan, request.user)
             response.prs.append(pr)
             response.messages.append(message)
         return response
+
+    def _fix_while_waiting(self, spec: CommandSpec, command: Any, request: Request, request_id: int) -> None:
+        """The forge is down: fix the decision now if the repo can be read, so the retry acts on it."""
+        if spec.fixed is None or not request_id:
+            return
+        try:
+            fixed = spec.fixed(command, Context(self.snapshot(), request.user))
+        except Exception:  # the git host may be down too, or the request is refused: the retry says so
+            return
+        self.store.fix_request_text(request_id, fixed)
 
     def _authorize(self, spec: CommandSpec, command: Any, request: Request, open_prs: tuple[PullRequest, ...]) -> None:
         targets = spec.targets(command)
@@ -208,10 +225,13 @@ class FluxBot:
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")
+        plan = dataclasses.replace(plan, commit_message=bounded(plan.commit_message, MAX_COMMIT_CHARS, "message"))
         pushed = self.workspace.push_change(plan)
         failpoint("after-push")
-        if pushed.report.lines:
-            plan = dataclasses.replace(plan, body=plan.body + pushed.report.markdown())
+        # GitHub refuses bodies over 65,536 characters: the checks' report is kept, the planned text cut.
+        report = pushed.report.markdown() if pushed.report.lines else ""
+        report = bounded(report, MAX_BODY_CHARS // 2, "report")
+        plan = dataclasses.replace(plan, body=bounded(plan.body, MAX_BODY_CHARS - len(report), "description") + report)
         try:
             pr = self.forge.create(plan, pushed.commit, user)
         except BaseException:

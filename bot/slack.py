@@ -149,7 +149,8 @@ class SlackTransport:
         self._work.submit(safely)
 
     def _on_rollback(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
-        """The Roll back button under a failed reconcile: `rollback <cluster>` as the clicker."""
+        """The Roll back button under a failed reconcile: `rollback <cluster> from <tag> to <older>`
+        as the clicker; the value was fixed when the button was offered."""
         ack()
         cluster, user = body["actions"][0]["value"], body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
@@ -195,6 +196,7 @@ class SlackTransport:
         if delivery is not None and not self.store.first_delivery(*delivery):
             return
         shown = f"{how} {text.strip()}" if how.startswith("/") else text.strip()
+        shown = shown if len(shown) <= 200 else shown[:200] + "…"  # an oversized request is not echoed whole
         root = thread_ts or self.post(channel, Message(f"<@{user}> asked: {shown}"[:150],
                                                         lines=(f"`{shown}`",), context="replies follow in the thread"),
                                       text=f"<@{user}> asked: `{shown}`")
@@ -218,7 +220,7 @@ class SlackTransport:
     def _deliver(self, response: Response, text: str, user: str, channel: str, thread_ts: str) -> None:
         if response.confirmation is not None:
             cid = uuid.uuid4().hex
-            self.store.add_confirmation(cid, user, channel, thread_ts, text, self.clock(),
+            self.store.add_confirmation(cid, user, channel, thread_ts, response.fixed_text or text, self.clock(),
                                         self.settings.confirm_ttl_seconds)
             minutes = max(1, round(self.settings.confirm_ttl_seconds / 60))
             summary = "\n".join(response.confirmation.lines)

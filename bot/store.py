@@ -272,6 +272,11 @@ class Store:
                 (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now(), started + in_flight))
             return int(cursor.lastrowid or 0)
 
+    def fix_request_text(self, request_id: int, text: str) -> None:
+        """Record the request with its decision fixed (`rollback x from a to b`): what a re-run acts on."""
+        with self.transaction() as db:
+            db.execute("UPDATE requests SET text = ? WHERE id = ?", (text, request_id))
+
     def finish_request(self, request_id: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))

@@ -41,6 +41,9 @@ class CommandSpec:
     # It proposes a change (opens a PR): safe to carry out later, so it waits out a forge outage.
     # Merges, closes and freezes are not: nobody should find them done an hour after asking.
     proposes: bool = False
+    # The request with its decision fixed (`rollback demo from v0.3.0 to v0.2.0`): what a
+    # confirmation, a button or a recovered request runs later, refused if the repo moved since.
+    fixed: Callable[[Any, Context], str] | None = None
 
     def optional_cluster(self, words: list[str]) -> str:
         """The one cluster a command may name (`status [cluster]`), or '' when none is given."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.args import check_name, resolve_cluster
+from commands.bounds import one_line_reason
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, FreezeAction
 
@@ -18,7 +19,7 @@ def parse_freeze(words: list[str]) -> FreezeAction:
     lowered = [w.lower() for w in words]
     if len(words) < 3 or lowered[1] != "because":
         raise FREEZE.usage_error("freeze needs a cluster (or `all`) and a reason")
-    return FreezeAction("freeze", _target(words[0]), " ".join(words[2:]))
+    return FreezeAction("freeze", _target(words[0]), one_line_reason(" ".join(words[2:])))
 
 
 def parse_unfreeze(words: list[str]) -> FreezeAction:

@@ -6,6 +6,7 @@ from typing import Any
 
 from commands import app, audit, diff, freeze, help, onboard, pr, promote, prs, reconcile, release, rollback, status, unlock, versions
 from commands.args import split_words
+from commands.bounds import check_command_length
 from commands.context import CommandSpec, Context
 from commands.model import CommandError, Message, Outcome
 
@@ -40,6 +41,7 @@ def suggest(verb: str) -> str:
 
 def parse(text: str) -> tuple[CommandSpec, Any]:
     """Chat text -> (the command's spec, its typed arguments); CommandError when it is not one."""
+    check_command_length(text)
     words = split_words(text)
     if not words:
         raise CommandError("no command given", suggest(""))

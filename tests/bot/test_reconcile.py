@@ -118,10 +118,23 @@ def test_a_failing_helm_release_posts_one_failure_with_a_roll_back_button(flow) 
     assert "InstallFailed in HelmRelease ingress-nginx/ingress-nginx" in text
     assert "HelmRelease ingress-nginx/ingress-nginx: Helm install failed for release ingress-nginx" in text
     button = next(e for b in failures[0]["blocks"] if b["type"] == "actions" for e in b["elements"])
-    assert (button["action_id"], button["value"]) == ("fluxbot_rollback", "demo")
-    flow.harness.click("fluxbot_rollback", "demo", "U_ALICE")
-    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Opened: PR #2 Roll back demo to v0.4.0" in t])
-    assert branches(flow.repo) == ["fluxbot/rollback-demo-v0.4.0"]
+    # fixed when offered, and older: never back up to v0.4.0, the release just backed out of
+    assert (button["action_id"], button["value"]) == ("fluxbot_rollback", "demo from v0.3.0 to v0.2.0")
+    assert button["text"]["text"] == "Roll back to v0.2.0"
+    flow.harness.click("fluxbot_rollback", button["value"], "U_ALICE")
+    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Opened: PR #2 Roll back demo to v0.2.0" in t])
+    assert branches(flow.repo) == ["fluxbot/rollback-demo-v0.2.0"]
+
+
+def test_a_roll_back_button_clicked_after_the_pin_moved_is_refused(flow) -> None:
+    flow.rollback_and_merge()
+    flow.harness.command("promote v0.4.0 to demo")  # the pin moves on (v0.3.0 -> v0.4.0) before the click
+    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Opened: PR #2" in t])
+    flow.harness.command("pr merge 2")
+    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Merged PR #2" in t])
+    flow.harness.click("fluxbot_rollback", "demo from v0.3.0 to v0.2.0", "U_ALICE")
+    flow.standin.wait_for(lambda: [t for t in flow.texts() if "pinned to `v0.4.0` now, not `v0.3.0`" in t])
+    assert branches(flow.repo) == []
 
 
 def test_a_build_failure_of_the_kustomization_is_reported(flow) -> None:

@@ -178,6 +178,15 @@ def test_a_bad_command_gets_a_clear_reply(slack_app, slack_standin, example_repo
     assert branches(example_repo) == []
 
 
+def test_an_oversized_command_is_not_echoed_back(slack_app, slack_standin, example_repo) -> None:
+    harness = slack_app(POLICY)
+    harness.command("promote v0.4.0 to demo " + "x" * 3_000 + " " + "y" * 3_000)
+    reply = slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if p.get("thread_ts")])[0]
+    assert "fluxbot takes at most 4,000" in reply["text"]
+    assert all(len(json.dumps(p)) < 2_000 for p in slack_standin.posts())  # neither the announcement nor the reply
+    assert branches(example_repo) == []
+
+
 def test_rate_limited_post_is_retried(slack_app, slack_standin) -> None:
     harness = slack_app(POLICY)
     slack_standin.rate_limit("chat.postMessage", retry_after=1, times=1)

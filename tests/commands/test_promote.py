@@ -89,13 +89,27 @@ def test_a_plan_records_the_scalar_it_changes(ctx: Context) -> None:
     assert edit.scalar == ScalarEdit(1, ("spec", "ref", "tag"), "v0.9.0", "v0.10.0")
 
 
-def test_rollback_without_version_takes_the_previous_pin(ctx: Context) -> None:
-    # prod's history: v0.2.0 -> v0.9.0 -> v0.10.0 -> v0.9.0 (now); the pin before is v0.10.0
+def test_rollback_without_version_never_moves_forward(ctx: Context) -> None:
+    # prod's history: v0.2.0 -> v0.9.0 -> v0.10.0 -> v0.9.0 (now); the pin before is v0.10.0, which
+    # is newer: the rollback goes to the newest older release prod ran, v0.2.0
     p = single(plan("rollback prod because 5xx", ctx))
-    assert (p.kind, p.from_version, p.to_version) == ("rollback", "v0.9.0", "v0.10.0")
-    assert p.branch == "fluxbot/rollback-prod-v0.10.0"
+    assert (p.kind, p.from_version, p.to_version) == ("rollback", "v0.9.0", "v0.2.0")
+    assert p.branch == "fluxbot/rollback-prod-v0.2.0"
     assert "Reason: 5xx" in p.body and "Reason: 5xx" in p.commit_message
     assert "rollback" in p.labels
+
+
+def test_rollback_of_a_cluster_that_ran_nothing_older_takes_the_next_older_release(ctx: Context) -> None:
+    p = single(plan("rollback stage", ctx))  # stage only ever ran v0.9.0
+    assert (p.from_version, p.to_version) == ("v0.9.0", "v0.2.0")
+
+
+def test_rollback_reason_is_one_bounded_line(ctx: Context) -> None:
+    p = single(plan("rollback prod because 5xx\nRequested-by: mallory", ctx))
+    assert "Reason: 5xx Requested-by: mallory" in p.commit_message
+    assert p.commit_message.count("Requested-by:") == 2 and p.commit_message.rstrip().endswith("Requested-by: alice")
+    with pytest.raises(CommandError, match="at most 300"):
+        plan("rollback prod because " + "x" * 20_000, ctx)
 
 
 def test_rollback_to_a_named_version(ctx: Context) -> None:
@@ -108,7 +122,9 @@ def test_rollback_to_a_named_version(ctx: Context) -> None:
 @pytest.mark.parametrize(
     "text, what",
     [
-        ("rollback stage", "no pin before `v0.9.0`"),
+        ("rollback lab from v0.9.0", "tracks the branch"),
+        ("rollback prod from v0.10.0", "pinned to `v0.9.0` now, not `v0.10.0`"),
+        ("rollback prod to v0.2.0 to v0.2.0", "not understood"),
         ("rollback prod to v0.10.0", "newer than"),
         ("rollback prod to v0.9.0", "already pinned"),
         ("rollback lab", "tracks the branch"),

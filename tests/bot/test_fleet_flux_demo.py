@@ -1,0 +1,138 @@
+"""Issue 13 on the real flux-demo history: rollback never moves forward, productive fails closed,
+onboarding and app values that are safe, and the messages that misled."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import branches, git, say
+
+
+def merge_all(bot, repo: Path) -> None:
+    for pr in bot.forge.open_prs():
+        assert "Merged" in say(bot, f"pr merge {pr.number}", "bob")
+    assert branches(repo) == []
+
+
+# Rollback ---------------------------------------------------------------------------------------
+
+
+def test_rollback_after_a_merged_rollback_goes_older(flux_demo: Path, make_bot) -> None:
+    # demo's history: v0.1.0 -> v0.2.0 -> v0.3.0 -> v0.2.0 -> v0.3.0 (now)
+    bot = make_bot(flux_demo)
+    assert "Roll back demo to v0.2.0" in say(bot, "rollback demo")
+    merge_all(bot, flux_demo)
+    out = say(bot, "rollback demo")
+    assert "Roll back demo to v0.1.0" in out, out  # never back up to v0.3.0, which was just backed out of
+    assert branches(flux_demo) == ["fluxbot/rollback-demo-v0.1.0"]
+
+
+def test_rollback_while_frozen_goes_older_too(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "rollback demo")
+    merge_all(bot, flux_demo)
+    assert "Froze demo" in say(bot, "freeze demo because incident")
+    assert "Roll back demo to v0.1.0" in say(bot, "rollback demo")
+
+
+def test_rollback_with_nothing_older_is_refused(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "rollback demo to v0.1.0")
+    merge_all(bot, flux_demo)
+    out = say(bot, "rollback demo")
+    assert out.startswith("✗ there is no release older than `v0.1.0`"), out
+    assert branches(flux_demo) == []
+    assert "newer than `v0.1.0`" in say(bot, "rollback demo to v0.4.0")
+
+
+def test_rollback_takes_the_next_older_release_when_the_cluster_never_ran_one(flux_demo: Path, make_bot) -> None:
+    # promote to v0.4.0 and merge: demo never ran anything between v0.3.0 and v0.4.0, and it ran v0.3.0
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo")
+    merge_all(bot, flux_demo)
+    assert "Roll back demo to v0.3.0" in say(bot, "rollback demo")
+
+
+def test_a_rollback_fixed_when_offered_is_refused_once_the_pin_moved(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    out = say(bot, "rollback demo from v0.4.0 to v0.2.0")
+    assert out.startswith("✗ `demo` is pinned to `v0.3.0` now, not `v0.4.0`"), out
+    assert branches(flux_demo) == []
+    assert "Roll back demo to v0.2.0" in say(bot, "rollback demo from v0.3.0 to v0.2.0")
+
+
+def test_a_journalled_rollback_is_fixed_to_its_target_before_anything_is_pushed(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "rollback demo")
+    (row,) = bot.store.query("SELECT text FROM requests")
+    assert row["text"] == "rollback demo from v0.3.0 to v0.2.0"
+    # the request is recovered after the rollback was merged by someone else: refused, not v0.1.0
+    merge_all(bot, flux_demo)
+    bot.store.query("UPDATE requests SET state = 'running' WHERE text LIKE 'rollback%'")
+    ((request, response),) = bot.recover(everything=True)
+    assert "pinned to `v0.2.0` now, not `v0.3.0`" in response.messages[0].title
+    assert branches(flux_demo) == []
+
+
+def test_a_rollback_waiting_out_a_forge_outage_keeps_the_target_it_was_offered(flux_demo: Path, make_bot) -> None:
+    from bot.forge.base import ForgeUnavailable
+
+    bot = make_bot(flux_demo)
+    real = bot.forge.open_prs
+
+    def down():
+        raise ForgeUnavailable("GitHub is unavailable")
+
+    bot.forge.open_prs = down
+    from bot.service import Request
+
+    response = bot.respond(Request("rollback demo because 5xx", "alice"))
+    assert response.pending
+    (row,) = bot.store.query("SELECT text FROM requests")
+    assert row["text"] == "rollback demo from v0.3.0 to v0.2.0 because 5xx"
+    bot.forge.open_prs = real
+    ((_, retried),) = bot.recover(everything=True)
+    assert "Roll back demo to v0.2.0" in retried.messages[0].title
+
+
+def test_a_confirmation_carries_the_fixed_rollback(flux_demo: Path, make_bot) -> None:
+    from bot.service import Request
+
+    bot = make_bot(flux_demo)
+    response = bot.respond(Request("rollback demo", "alice", "C1", confirm_risky=True))
+    assert response.confirmation is not None
+    assert response.fixed_text == "rollback demo from v0.3.0 to v0.2.0"
+    assert branches(flux_demo) == []
+
+
+# Input bounds -----------------------------------------------------------------------------------
+
+
+def test_an_oversized_command_is_refused_briefly_without_echo(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    out = say(bot, "promote v0.4.0 to demo " + "x" * 100_000)
+    assert out.startswith("✗ that command is 100,023 characters long; fluxbot takes at most 4,000")
+    assert len(out) < 300 and "xxxx" not in out
+    assert branches(flux_demo) == []
+
+
+def test_an_oversized_reason_is_refused_and_never_reaches_a_commit(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    out = say(bot, "rollback demo because " + "word " * 700)
+    assert "the reason is 3,499 characters long; fluxbot takes at most 300" in out
+    assert branches(flux_demo) == []
+    assert "at most 300" in say(bot, "freeze demo because " + "word " * 700)
+
+
+def test_pr_bodies_and_commit_messages_stay_under_githubs_cap(flux_demo: Path, make_bot) -> None:
+    # a changelog section of 20,000 entries (about 1 MB) for v0.4.0: the PR body quotes it
+    changelog = flux_demo / "CHANGELOG.md"
+    entries = "".join(f"- entry {i} " + "word " * 8 + "\n" for i in range(20_000))
+    changelog.write_text(changelog.read_text().replace("## [0.4.0]\n\n### Changed\n\n", "## [0.4.0]\n\n### Changed\n\n" + entries))
+    git(flux_demo, "commit", "-qam", "a long changelog")
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    body = bot.forge.body(1)
+    assert len(body) <= 65_536 and "cut at" in body
+    assert len(git(flux_demo, "log", "-1", "--format=%B", "fluxbot/promote-demo-v0.4.0")) <= 65_536
