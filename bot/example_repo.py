@@ -126,7 +126,7 @@ resources:
 
 
 def _cluster(name: str, ref: str, zone: str, productive: bool) -> dict[str, str]:
-    variables = {"meta_cluster_name": name, "meta_network_zone": zone} | ({"meta_productive": "true"} if productive else {})
+    variables = {"meta_cluster_name": name, "meta_network_zone": zone, "meta_productive": "true" if productive else "false"}
     return {
         f"clusters/{name}/infrastructure.yaml": f"# Infrastructure of {name}: the release it runs is the tag below.\n"
         + infrastructure_yaml(REPO_URL, ref, variables),

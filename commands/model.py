@@ -68,10 +68,21 @@ class Cluster:
     apps: tuple[App, ...] = ()
     problem: str = ""  # why the back-reference could not be found, if it could not
     kustomization: str = ""  # name of the infrastructure Kustomization
+    # Why `productive` is what it is when the repo does not say it plainly: unknown counts as
+    # productive (fail closed), and the config may opt a cluster out.
+    productive_source: str = ""
 
     @property
     def pin(self) -> Pin | None:
         return self.backref.pin if self.backref else None
+
+    @property
+    def productive_text(self) -> str:
+        """`yes`, `no`, or `unknown (treated as productive): <why>`; with the config key when it decided."""
+        if self.productive_source.startswith("unknown"):
+            return self.productive_source
+        word = "yes" if self.productive else "no"
+        return f"{word} ({self.productive_source})" if self.productive_source else word
 
 
 @dataclass(frozen=True)

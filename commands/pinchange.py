@@ -104,7 +104,8 @@ def _body(ctx: Context, cluster: Cluster, current: str, target: Version, kind: s
     lines = [
         f"## {'Promotion' if kind == 'promotion' else 'Rollback'} of `{cluster.name}`: `{current}` -> `{target.tag}`",
         "",
-        f"- Cluster: `{cluster.name}`" + (" (**productive**: the change gate applies)" if cluster.productive else " (not productive)"),
+        f"- Cluster: `{cluster.name}`" + (" (**productive**: the change gate applies)" if cluster.productive else " (not productive)")
+        + (f"; productive: {cluster.productive_source}" if cluster.productive_source else ""),
         f"- File: `{path}` (`spec.ref.tag` only)",
         f"- Requested by: {ctx.requester}",
     ]

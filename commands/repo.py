@@ -169,12 +169,17 @@ class RepoSnapshot:
             problem = "; ".join(problems) or (
                 f"no Flux Kustomization with `path: ./{INFRASTRUCTURE_DIR}/` under clusters/{name}/"
             )
-            return Cluster(name, None, self._overrides.get(name, False), {}, apps, problem)
+            productive, source = self._productive(name, None, f"unknown (treated as productive): {problem}")
+            return Cluster(name, None, productive, {}, apps, problem, productive_source=source)
 
         variables = _get(infra_ks.data, "spec", "postBuild", "substitute") or {}
         if not isinstance(variables, Mapping):
             variables = {}
-        productive = self._overrides.get(name, str(variables.get("meta_productive", "")).lower() == "true")
+        flag = variables.get("meta_productive")
+        productive, why = self._productive(name, flag, (
+            f"unknown (treated as productive): no `meta_productive` in the postBuild.substitute of {infra_ks.path}"
+            if flag is None else
+            f"unknown (treated as productive): `meta_productive` is `{flag}`, not true or false"))
         source = _get(infra_ks.data, "spec", "sourceRef") or {}
         source_name = str(_get(source, "name") or "")
         source_ns = str(_get(source, "namespace") or _get(infra_ks.data, "metadata", "namespace") or "")
@@ -193,7 +198,16 @@ class RepoSnapshot:
             f"`{source_name}` as source, but no such GitRepository is under clusters/{name}/"
         )
         ks_name = str(_get(infra_ks.data, "metadata", "name") or "")
-        return Cluster(name, backref, productive, dict(variables), apps, problem, ks_name)
+        return Cluster(name, backref, productive, dict(variables), apps, problem, ks_name, why)
+
+    def _productive(self, name: str, flag: object, unknown: str) -> tuple[bool, str]:
+        """(productive, why): the config decides first; then `meta_productive`; unknown fails closed."""
+        if name in self._overrides:
+            return self._overrides[name], f"fluxbot.yaml: clusters.{name}.productive"
+        text = str(flag).strip().lower() if flag is not None else ""
+        if text in ("true", "false"):
+            return text == "true", ""
+        return True, unknown
 
     def _docs(self, paths: list[str], needle: bytes, problems: list[str]) -> Iterator[_Doc]:
         for path in sorted(paths):

@@ -40,7 +40,7 @@ def run(cmd: Status, ctx: Context) -> Message:
             rows.append((
                 cluster.name,
                 str(cluster.pin) if cluster.pin else "?",
-                "yes" if cluster.productive else "no",
+                cluster.productive_text.split(":")[0].replace(" (treated as productive)", ""),
                 behind(repo, cluster),
                 f"#{pr.number}" if pr else "",
             ))
@@ -50,7 +50,7 @@ def run(cmd: Status, ctx: Context) -> Message:
     pr = ctx.open_change_for(cluster.name)
     fields = [
         ("Pin", str(cluster.pin) if cluster.pin else f"unknown: {cluster.problem}"),
-        ("Productive", "yes" if cluster.productive else "no"),
+        ("Productive", cluster.productive_text),
         ("Latest release", latest),
         ("Behind", behind(repo, cluster)),
         ("Apps", ", ".join(a.name + (" (values)" if a.values_file else "") for a in cluster.apps) or "none"),

@@ -136,3 +136,54 @@ def test_pr_bodies_and_commit_messages_stay_under_githubs_cap(flux_demo: Path, m
     body = bot.forge.body(1)
     assert len(body) <= 65_536 and "cut at" in body
     assert len(git(flux_demo, "log", "-1", "--format=%B", "fluxbot/promote-demo-v0.4.0")) <= 65_536
+
+
+# Productive clusters fail closed ----------------------------------------------------------------
+
+
+def test_a_cluster_without_meta_productive_is_treated_as_productive(flux_demo: Path, make_bot) -> None:
+    from bot.service import Request
+
+    bot = make_bot(flux_demo)  # flux-demo's `test` cluster sets no meta_productive
+    out = say(bot, "status test")
+    assert "Productive:     unknown (treated as productive): no `meta_productive` in the postBuild.substitute of clusters/test/infrastructure.yaml" in out, out
+    rows = {line.split()[0]: line for line in say(bot, "status").splitlines() if line.startswith("  test ")}
+    assert "unknown" in rows["test"]
+
+
+
+def without_meta_productive(flux_demo: Path) -> None:
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace('      meta_productive: "true"\n', ""))
+    git(flux_demo, "commit", "-qam", "demo without meta_productive, like a real fleet's prod-eu")
+
+
+def test_confirmation_and_labels_apply_to_a_cluster_of_unknown_productivity(flux_demo: Path, make_bot) -> None:
+    from bot.service import Request
+
+    without_meta_productive(flux_demo)
+    bot = make_bot(flux_demo)
+    response = bot.respond(Request("rollback demo", "alice", "C1", confirm_risky=True))
+    assert response.confirmation is not None, [m.title for m in response.messages]
+    assert branches(flux_demo) == []
+    out = say(bot, "rollback demo")
+    assert "Productive: yes: the change gate applies" in out
+    assert "productive" in bot.store.query("SELECT labels FROM local_prs")[0]["labels"]
+
+
+def test_config_may_opt_a_cluster_out_of_productive(flux_demo: Path, make_bot) -> None:
+    from bot.service import Request
+
+    without_meta_productive(flux_demo)
+    bot = make_bot(flux_demo, productive={"test": False, "demo": False})
+    assert "Productive:     no (fluxbot.yaml: clusters.test.productive)" in say(bot, "status test")
+    response = bot.respond(Request("rollback demo", "alice", "C1", confirm_risky=True))
+    assert response.confirmation is None and "Opened: PR #1" in response.messages[0].title
+
+
+def test_an_unreadable_meta_productive_is_unknown(flux_demo: Path, make_bot) -> None:
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace('meta_productive: "true"', 'meta_productive: "${productive}"'))
+    git(flux_demo, "commit", "-qam", "productive from elsewhere")
+    out = say(make_bot(flux_demo), "status demo")
+    assert "unknown (treated as productive): `meta_productive` is `${productive}`, not true or false" in out, out

@@ -77,6 +77,6 @@ def test_status_and_versions_on_flux_demo(flux_demo: Path, tmp_path: Path) -> No
     out = run.stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("  demo ", "  test "))}
     assert rows["demo"] == ["demo", "v0.3.0", "yes", "1"]
-    assert rows["test"] == ["test", "branch", "main", "no", "-"]
+    assert rows["test"] == ["test", "branch", "main", "unknown", "-"]  # no meta_productive: fails closed
     assert "v0.4.0   " in out and "Added indirection layer to support dependencies between components." in out
     assert "Apps:           podinfo (values)" in out

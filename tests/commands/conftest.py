@@ -38,7 +38,7 @@ CHANGELOG = """# Changelog
 """
 
 
-def cluster_file(name: str, ref: str, productive: str | None = None) -> str:
+def cluster_file(name: str, ref: str, productive: str | None = '"false"') -> str:
     flag = f"      meta_productive: {productive}\n" if productive is not None else ""
     return f"""apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
