@@ -329,6 +329,7 @@ def _confirmation(plans: tuple[ChangePlan, ...], request: Request) -> Message:
 def _pr_message(pr: PullRequest, plan: ChangePlan, verb: str) -> Message:
     return Message(
         f"{verb}: PR #{pr.number} {pr.title}",
+        lines=plan.notes,
         fields=tuple(field for field in (
             ("Cluster", plan.cluster),
             ("Change", f"{plan.from_version} -> {plan.to_version}" if plan.from_version else plan.to_version),

@@ -1,22 +1,16 @@
 """`app add <app> to <cluster> [set key=value ...]` / `app remove <app> from <cluster>`."""
 from __future__ import annotations
 
-import io
 import posixpath
-import re
 from dataclasses import dataclass
 from typing import Any
-
-from ruamel.yaml import YAML
 
 from commands.args import check_name, resolve_cluster
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, Cluster, CommandError, FileEdit
-from commands.onboard import parse_assignments
-from commands.repo import documents
+from commands.repo import documents, is_flux_kustomization
+from commands.values import dump_yaml, parse_values, quoted, values_tree
 from commands.yamledit import append_item, remove_item
-
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
 
 @dataclass(frozen=True)
@@ -24,7 +18,7 @@ class AppChange:
     action: str  # "add" | "remove"
     app: str
     cluster: str
-    values: tuple[tuple[str, str], ...] = ()
+    values: tuple[tuple[tuple[str, ...], Any], ...] = ()  # (key path, value): strings unless typed with `:=`
 
 
 def parse(words: list[str]) -> AppChange:
@@ -34,7 +28,7 @@ def parse(words: list[str]) -> AppChange:
         if len(words) > 4:
             if lowered[4] != "set" or len(words) == 5:
                 raise SPEC.usage_error(f"`{words[4]}` is not understood here")
-            values = parse_assignments(words[5:], _DOTTED)
+            values = parse_values(words[5:])
         return AppChange("add", check_name(words[1], "app"), check_name(words[3], "cluster"), values)
     if len(words) == 4 and lowered[0] == "remove" and lowered[2] == "from":
         return AppChange("remove", check_name(words[1], "app"), check_name(words[3], "cluster"))
@@ -91,19 +85,36 @@ def _remove(ctx: Context, cmd: AppChange, cluster: Cluster, path: str, before: b
     if values_file and ctx.repo.reader.read(ctx.repo.head, values_file) is not None:
         edits.append(FileEdit(values_file, ctx.repo.reader.read(ctx.repo.head, values_file), b"", delete=True))
     edits.insert(0, FileEdit(path, before, after))
-    return _plan(ctx, cmd, cluster, tuple(edits), f"Remove {cmd.app} from {cluster.name}")
+    return _plan(ctx, cmd, cluster, tuple(edits), f"Remove {cmd.app} from {cluster.name}",
+                 _prune_notes(ctx, cluster, cmd.app, release))
 
 
-def _plan(ctx: Context, cmd: AppChange, cluster: Cluster, edits: tuple[FileEdit, ...], title: str) -> ChangePlan:
-    values = "".join(f"\n- `{k}={v}`" for k, v in cmd.values)
+def _prune_notes(ctx: Context, cluster: Cluster, app: str, release: dict[str, str]) -> tuple[str, ...]:
+    """What Flux deletes once the removal merges: with `prune: true`, the app's objects go."""
+    apps_path = f"./clusters/{cluster.name}/apps"
+    for path, doc in ctx.repo.yaml_documents(ctx.repo.head, f"clusters/{cluster.name}/", apps_path.encode()[2:]):
+        spec = doc.get("spec") if is_flux_kustomization(doc) else None
+        if isinstance(spec, dict) and str(spec.get("path", "")).rstrip("/") in (apps_path, apps_path[2:]):
+            if spec.get("prune") is True:
+                where = f" (namespace `{release['namespace']}`)" if release["namespace"] else ""
+                return (f"`prune: true` in {path}: Flux deletes {app}'s objects{where} from {cluster.name} once this merges"
+                        + (" — a productive cluster" if cluster.productive else ""),)
+            return (f"`prune` is off in {path}: Flux leaves {app}'s objects on {cluster.name}; delete them by hand",)
+    return ()
+
+
+def _plan(ctx: Context, cmd: AppChange, cluster: Cluster, edits: tuple[FileEdit, ...], title: str,
+          notes: tuple[str, ...] = ()) -> ChangePlan:
+    values = "".join(f"\n- `{'.'.join(k)}` = `{v!r}`" for k, v in cmd.values)
     body = (f"## {title}\n\n- Cluster: `{cluster.name}`" + (" (**productive**)" if cluster.productive else "")
             + f"\n- Files: " + ", ".join(f"`{e.path}`" for e in edits) + f"\n- Requested by: {ctx.requester}\n"
+            + "".join(f"- {note}\n" for note in notes)
             + (f"\n### Values{values}\n" if values else ""))
     return ChangePlan(
         kind="app", cluster=cluster.name, branch=f"fluxbot/app-{cmd.action}-{cmd.app}-{cluster.name}", title=title,
         body=body, commit_message=f"feat({cluster.name}): {cmd.action} app {cmd.app}\n\nRequested-by: {ctx.requester}\n",
         edits=edits, labels=("fluxbot", "app", f"cluster:{cluster.name}") + (("productive",) if cluster.productive else ()),
-        productive=cluster.productive,
+        productive=cluster.productive, notes=notes,
     )
 
 
@@ -121,36 +132,21 @@ def _release(ctx: Context, app: str) -> dict[str, str]:
     return {"name": name, "namespace": namespace}
 
 
-def _values_patch(release: dict[str, str], values: tuple[tuple[str, str], ...]) -> bytes:
-    """A HelmRelease patch setting `spec.values`; each value keeps its YAML type (`false`, `3`)."""
-    tree: dict[str, Any] = {}
-    for dotted, text in values:
-        node = tree
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise CommandError(f"`{dotted}` sets inside `{key}`, which is already given a value")
-            node = child
-        node[keys[-1]] = YAML(typ="safe", pure=True).load(text) if text else ""
+def _values_patch(release: dict[str, str], values: tuple[tuple[tuple[str, ...], Any], ...]) -> bytes:
+    """A HelmRelease patch setting `spec.values`; strings are quoted, typed (`:=`) values keep their type."""
     metadata = {"name": release["name"]} | ({"namespace": release["namespace"]} if release["namespace"] else {})
     patch = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": metadata,
-             "spec": {"values": tree}}
-    out = io.StringIO()
-    writer = YAML(typ="safe", pure=True)
-    writer.default_flow_style = False
-    writer.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
-    writer.dump(patch, out)
-    return out.getvalue().encode()
+             "spec": {"values": quoted(values_tree(values))}}
+    return dump_yaml(patch).encode()
 
 
 SPEC = CommandSpec(
     verb="app",
-    usage="app add <app> to <cluster> [set key=value ...] | app remove <app> from <cluster>",
-    summary="Open a PR that adds an app from apps/ to a cluster (with Helm values) or removes it.",
+    usage="app add <app> to <cluster> [set key=value|key:=json ...] | app remove <app> from <cluster>",
+    summary="Open a PR that adds an app from apps/ to a cluster (with Helm values: strings, or JSON after `:=`) or removes it.",
     parse=parse,
     run=run,
-    examples=("app add podinfo to prod-eu set ingress.enabled=false", "app remove podinfo from demo"),
+    examples=("app add podinfo to prod-eu set image.tag=6.7.1 replicaCount:=2", "app remove podinfo from demo"),
     action="app",
     proposes=True,
     targets=lambda cmd: (cmd.cluster,),

@@ -18,13 +18,22 @@ def split_words(text: str) -> list[str]:
     return text.split()
 
 
+_EXAMPLE = {"cluster": "prod-eu", "app": "podinfo", "version": "v1.2.3"}
+
+
 def check_name(value: str, what: str) -> str:
-    """Refuse names that could escape a path or reach a shell: only letters, digits, `.-_`."""
+    """Refuse names that could escape a path, reach a shell or make an invalid git branch name."""
+    article = "an" if what[:1] in "aeiou" else "a"
+    example = _EXAMPLE.get(what, "prod-eu")
     if not SAFE_NAME.match(value) or ".." in value:
         raise CommandError(
-            f"`{value}` is not a valid {what} name",
-            f"a {what} name has only letters, digits, `-`, `_` and `.`, like `prod-eu`",
+            f"`{value[:80]}` is not a valid {what} name",
+            f"{article} {what} name has only letters, digits, `-`, `_` and `.`, like `{example}`",
         )
+    if value.lower().endswith(".lock"):
+        # git refuses a ref name component ending in `.lock` (git-check-ref-format(1)).
+        raise CommandError(f"`{value}` is not a valid {what} name: git refuses branch names ending in `.lock`",
+                           f"choose another name, like `{example}`")
     return value
 
 

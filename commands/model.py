@@ -189,6 +189,7 @@ class ChangePlan:
     productive: bool
     from_version: str = ""
     to_version: str = ""
+    notes: tuple[str, ...] = ()  # what the requester should know (copied files, what prune deletes)
 
 
 @dataclass(frozen=True)

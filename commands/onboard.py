@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from commands.args import check_name, resolve_cluster, resolve_version
 from commands.context import CommandSpec, Context
+from commands.layout import Layout
 from commands.model import ChangePlan, Cluster, CommandError, FileEdit
-from commands.repo import documents, read_pin
+from commands.repo import RepoSnapshot, documents, read_pin
 from commands.substitute import infrastructure_texts, required_variables
+from commands.values import parse_variables
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GITHUB = re.compile(r"github\.com[/:](?P<owner>[^/]+)/(?P<repo>[^/.]+)")
+IDENTITY = "meta_cluster_name"  # always the new cluster's own name
 
 
 @dataclass(frozen=True)
@@ -21,17 +23,6 @@ class Onboard:
     like: str = ""
     version: str = ""
     values: tuple[tuple[str, str], ...] = ()
-
-
-def parse_assignments(words: list[str], key_pattern: re.Pattern[str] = _KEY) -> tuple[tuple[str, str], ...]:
-    """`a=1 b.c=x` -> (('a', '1'), ('b.c', 'x')); refuses anything else."""
-    pairs = []
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key_pattern.match(key):
-            raise CommandError(f"`{word}` is not a `key=value` setting", "write settings as `set name=value name2=value2`")
-        pairs.append((key, value))
-    return tuple(pairs)
 
 
 def parse(words: list[str]) -> Onboard:
@@ -45,9 +36,9 @@ def parse(words: list[str]) -> Onboard:
         elif head == "at" and len(rest) >= 2:
             version, rest = check_name(rest[1], "version"), rest[2:]
         elif head == "set" and len(rest) >= 2:
-            values, rest = parse_assignments(rest[1:]), []
+            values, rest = parse_variables(rest[1:]), []
         else:
-            raise SPEC.usage_error(f"`{rest[0]}` is not understood here")
+            raise SPEC.usage_error(f"`{rest[0][:80]}` is not understood here")
     return Onboard(cluster, like, version, values)
 
 
@@ -59,8 +50,7 @@ def run(cmd: Onboard, ctx: Context) -> tuple[ChangePlan, ...]:
     version = resolve_version(repo, cmd.version) if cmd.version else repo.latest
     if version is None:
         raise CommandError("the repo has no release to onboard a cluster at", "release one first: `release v0.1.0`")
-    variables: dict[str, str] = {k: _string(v) for k, v in (template.variables if template else {}).items()}
-    variables.update(cmd.values)
+    variables = _variables(cmd, template, repo.layout)
     missing = sorted(required_variables(infrastructure_texts(repo, version)) - variables.keys())
     if missing:
         raise CommandError(
@@ -69,29 +59,79 @@ def run(cmd: Onboard, ctx: Context) -> tuple[ChangePlan, ...]:
         )
     url = _source_url(ctx, template)
     base = f"clusters/{cmd.cluster}"
-    files = {
-        f"{base}/infrastructure.yaml": infrastructure_yaml(url, f"tag: {version.tag}", variables),
-        f"{base}/apps-base.yaml": apps_base_yaml(cmd.cluster),
-        f"{base}/apps/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
+    files: dict[str, bytes] = {
+        f"{base}/infrastructure.yaml": infrastructure_yaml(url, f"tag: {version.tag}", variables).encode(),
+        f"{base}/apps-base.yaml": apps_base_yaml(cmd.cluster).encode(),
     }
-    productive = variables.get("meta_productive", "").lower() == "true"
+    copied, notes = _copy_apps(repo, template, base) if template else ({}, ())
+    files.update(copied or {f"{base}/apps/kustomization.yaml":
+                            b"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"})
+    productive, shown = _productive(repo, cmd.cluster, variables.get("meta_productive", ""))
     bootstrap = _bootstrap_command(url, cmd.cluster)
     body = "\n".join([
         f"## Onboard `{cmd.cluster}` at `{version.tag}`", "",
         f"- Variables: " + ", ".join(f"`{k}={v}`" for k, v in variables.items()),
         f"- Like: `{cmd.like}`" if cmd.like else "- Like: (none)",
-        f"- Productive: {'yes' if productive else 'no'}",
-        f"- Requested by: {ctx.requester}", "",
+        f"- Productive: {shown}",
+        f"- Requested by: {ctx.requester}",
+        *(f"- {note}" for note in notes), "",
         "Flux itself is bootstrapped outside this PR:", "", "```sh", bootstrap, "```", "",
     ])
     return (ChangePlan(
         kind="onboard", cluster=cmd.cluster, branch=f"fluxbot/onboard-{cmd.cluster}",
         title=f"Onboard {cmd.cluster} at {version.tag}", body=body,
         commit_message=f"feat({cmd.cluster}): onboard cluster at {version.tag}\n\nRequested-by: {ctx.requester}\n",
-        edits=tuple(FileEdit(path, None, text.encode()) for path, text in files.items()),
+        edits=tuple(FileEdit(path, None, content) for path, content in files.items()),
         labels=("fluxbot", "onboard", f"cluster:{cmd.cluster}") + (("productive",) if productive else ()),
-        productive=productive, to_version=version.tag,
+        productive=productive, to_version=version.tag, notes=notes,
     ),)
+
+
+def _productive(repo: RepoSnapshot, cluster: str, flag: str) -> tuple[bool, str]:
+    """As `RepoSnapshot` decides it for existing clusters: the config first, unknown fails closed."""
+    if cluster in repo.productive_overrides:
+        value = repo.productive_overrides[cluster]
+        return value, f"{'yes' if value else 'no'} (fluxbot.yaml: clusters.{cluster}.productive)"
+    if flag.strip().lower() in ("true", "false"):
+        return flag.strip().lower() == "true", "yes" if flag.strip().lower() == "true" else "no"
+    return True, "unknown (treated as productive): `meta_productive` is not set to true or false"
+
+
+def _variables(cmd: Onboard, template: Cluster | None, layout: Layout) -> dict[str, str]:
+    """The template's shared variables, the new identity, and what `set` gives; per-cluster ones
+    (`layout.per_cluster_variables`, `meta_*` by default) are never copied and must be given."""
+    given = dict(cmd.values)
+    inherited = {k: _string(v) for k, v in (template.variables if template else {}).items()}
+    per_cluster = sorted(k for k in inherited if k != IDENTITY and layout.is_per_cluster(k) and k not in given)
+    if template is not None and per_cluster:
+        raise CommandError(
+            f"{', '.join(f'`{k}`' for k in per_cluster)} differ per cluster, so they are not copied from `{template.name}`",
+            f"give them for `{cmd.cluster}`: `set {' '.join(f'{k}=...' for k in per_cluster)}` "
+            "(fluxbot.yaml `layout.per_cluster_variables` says which variables are per cluster)",
+        )
+    variables = {k: v for k, v in inherited.items() if not layout.is_per_cluster(k)}
+    variables[IDENTITY] = cmd.cluster
+    variables.update(given)
+    return variables
+
+
+def _copy_apps(repo: RepoSnapshot, template: Cluster, base: str) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The template's apps directory (kustomization, values files), and a line per app copied."""
+    source = f"clusters/{template.name}/apps/"
+    files = {}
+    for path in repo.reader.list_files(repo.head, source):
+        raw = repo.reader.read(repo.head, path)
+        if raw is not None:
+            files[f"{base}/apps/{path[len(source):]}"] = raw
+    apps = [
+        f"app {app.name} (resource {app.resource}"
+        + (f", values {base}/apps/{app.values_file[len(source):]})" if app.values_file else ")")
+        for app in template.apps
+    ]
+    notes = (f"copied from {template.name}: " + "; ".join(apps),) if apps else ()
+    if files and not apps:
+        notes = (f"copied from {template.name}: {', '.join(sorted(files))}",)
+    return files, notes
 
 
 def _string(value: object) -> str:
@@ -177,10 +217,11 @@ spec:
 SPEC = CommandSpec(
     verb="onboard",
     usage="onboard <cluster> [like <cluster>] [at <version>] [set key=value ...]",
-    summary="Open a PR that adds a cluster: its pinned infrastructure back-reference, variables and apps.",
+    summary="Open a PR that adds a cluster: its pinned back-reference, the `like` cluster's shared variables "
+            "(never its identity: per-cluster ones are given with `set`) and its apps.",
     parse=parse,
     run=run,
-    examples=("onboard prod-us like prod-eu set meta_cluster_name=prod-us",),
+    examples=("onboard prod-us like prod-eu set meta_network_zone=dmz-7 meta_productive=true",),
     action="onboard",
     proposes=True,
     targets=lambda cmd: (cmd.cluster,),

@@ -15,6 +15,7 @@ import semver
 from ruamel.yaml.error import YAMLError
 
 from commands.changelog import normalise, parse_changelog
+from commands.layout import Layout
 from commands.model import (
     App,
     BackReference,
@@ -91,6 +92,10 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
+def is_flux_kustomization(doc: Any) -> bool:
+    return _is_kind(doc, "Kustomization", "kustomize.toolkit.fluxcd.io")
+
+
 def _is_kind(doc: Any, kind: str, group: str) -> bool:
     return (
         isinstance(doc, Mapping)
@@ -117,10 +122,16 @@ class RepoSnapshot:
         self,
         reader: TreeReader,
         productive_overrides: Mapping[str, bool] | None = None,
+        layout: Layout | None = None,
     ) -> None:
         self.reader = reader
         self.head = reader.head
         self._overrides = dict(productive_overrides or {})
+        self.layout = layout or Layout()
+
+    @property
+    def productive_overrides(self) -> Mapping[str, bool]:
+        return self._overrides
 
     # clusters ---------------------------------------------------------------------------------
 

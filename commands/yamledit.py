@@ -172,8 +172,9 @@ def append_item(raw: bytes, document: int, key_path: Sequence[str], item: str) -
     elif not isinstance(node, SequenceNode):
         raise CommandError(f"`{'.'.join(key_path)}` is not a list")
     elif node.flow_style:
-        if node.value or "\n" in item.strip():
+        if node.value:
             raise CommandError(f"`{'.'.join(key_path)}` is a flow list (`[...]`) fluxbot does not extend; use a block list")
+        # An empty flow list (`resources: []`, as `app remove` leaves it) becomes a block list.
         start = node.start_mark.index
         while start > 0 and text[start - 1] == " ":
             start -= 1

@@ -39,7 +39,7 @@ def rendered(log: Path) -> list[str]:
 def test_commits_are_valid_git_objects_with_sorted_trees(flux_demo: Path, make_bot) -> None:
     bot = make_bot(flux_demo)
     # `apps/` and `apps-base.yaml` side by side: git orders the file first ("-" < "/")
-    assert "Opened: PR #1" in say(bot, "onboard prod-us like demo set meta_cluster_name=prod-us")
+    assert "Opened: PR #1" in say(bot, "onboard prod-us like demo set meta_network_zone=dmz-123 meta_productive=true")
     assert "Opened: PR #2" in say(bot, "app remove podinfo from demo")
     git(flux_demo, "fsck", "--strict", "--no-dangling")
     listing = git(flux_demo, "ls-tree", "--name-only", "fluxbot/onboard-prod-us", "clusters/prod-us/").splitlines()
@@ -56,7 +56,7 @@ def test_the_infrastructure_of_a_tag_renders_once_for_every_cluster(example_repo
     assert sorted(rendered(kubectl_calls)) == ["clusters/prod-eu", "infrastructure"]
     kubectl_calls.write_text("")
     # a new cluster at the same tag: its own directory renders, the tag's infrastructure is reused
-    assert "Opened: PR #2" in say(bot, "onboard prod-us like prod-eu set meta_cluster_name=prod-us")
+    assert "Opened: PR #2" in say(bot, "onboard prod-us like prod-eu set meta_network_zone=eu-1 meta_productive=true")
     assert rendered(kubectl_calls) == ["clusters/prod-us"]
     assert "✓ infrastructure at v0.4.0 renders with prod-us's variables" in bot.forge.body(2)
     kubectl_calls.write_text("")

@@ -187,3 +187,102 @@ def test_an_unreadable_meta_productive_is_unknown(flux_demo: Path, make_bot) -> 
     git(flux_demo, "commit", "-qam", "productive from elsewhere")
     out = say(make_bot(flux_demo), "status demo")
     assert "unknown (treated as productive): `meta_productive` is `${productive}`, not true or false" in out, out
+
+
+# Onboarding and apps ----------------------------------------------------------------------------
+
+
+def changed(repo: Path, branch: str) -> list[str]:
+    diff = git(repo, "diff", f"main...{branch}")
+    return [l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
+
+
+def test_onboard_like_never_copies_identity_and_names_the_per_cluster_variables(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    out = say(bot, "onboard prod like demo")
+    assert out.startswith("✗ `meta_network_zone`, `meta_productive` differ per cluster, so they are not copied from `demo`"), out
+    assert "set meta_network_zone=... meta_productive=..." in out
+    assert branches(flux_demo) == []
+
+
+def test_onboard_like_demo_takes_a_new_identity_and_copies_the_apps(flux_demo: Path, make_bot) -> None:
+    from commands.yamledit import load_documents
+
+    bot = make_bot(flux_demo)
+    out = say(bot, "onboard prod like demo set meta_network_zone=dmz-9 meta_productive=false")
+    assert "Opened: PR #1 Onboard prod at v0.4.0" in out, out
+    assert "copied from demo: app podinfo (resource ../../../apps/podinfo, values clusters/prod/apps/values/podinfo.yaml)" in out
+    branch = "fluxbot/onboard-prod"
+    infra = load_documents(git(flux_demo, "show", f"{branch}:clusters/prod/infrastructure.yaml"))
+    variables = infra[1]["spec"]["postBuild"]["substitute"]
+    assert variables["meta_cluster_name"] == "prod"  # never demo's
+    assert (variables["meta_network_zone"], variables["meta_productive"]) == ("dmz-9", "false")
+    assert variables["infrastructure_nginx_release_interval"] == "1m"  # shared variables are copied
+    apps = git(flux_demo, "show", f"{branch}:clusters/prod/apps/kustomization.yaml")
+    assert apps == git(flux_demo, "show", "main:clusters/demo/apps/kustomization.yaml")
+    assert git(flux_demo, "show", f"{branch}:clusters/prod/apps/values/podinfo.yaml") == \
+        git(flux_demo, "show", "main:clusters/demo/apps/values/podinfo.yaml")
+    assert "app podinfo" in bot.forge.body(1)
+
+
+def test_onboard_refuses_a_name_git_cannot_branch(flux_demo: Path, make_bot) -> None:
+    out = say(make_bot(flux_demo), "onboard foo.lock like demo set meta_network_zone=a meta_productive=false")
+    assert out.startswith("✗ `foo.lock` is not a valid cluster name"), out
+    assert "`.lock`" in out and "Traceback" not in out
+    assert branches(flux_demo) == []
+
+
+def test_set_values_are_strings_unless_typed(flux_demo: Path, make_bot) -> None:
+    from commands.yamledit import load_documents
+
+    bot = make_bot(flux_demo)
+    say(bot, "app remove podinfo from demo")
+    say(bot, "pr merge 1")
+    out = say(bot, 'app add podinfo to demo set image.tag=1.10 mode=0755 flag=on n=1e3 '
+                   'podAnnotations."a/b"=c podAnnotations."x.y-z"=d replicas:=3 enabled:=false')
+    assert "Opened: PR #2 Add podinfo to demo" in out, out
+    raw = git(flux_demo, "show", "fluxbot/app-add-podinfo-demo:clusters/demo/apps/values/podinfo.yaml")
+    values = load_documents(raw)[0]["spec"]["values"]
+    assert values == {"image": {"tag": "1.10"}, "mode": "0755", "flag": "on", "n": "1e3",
+                      "podAnnotations": {"a/b": "c", "x.y-z": "d"}, "replicas": 3, "enabled": False}
+    # quoted in the file, so a YAML 1.1 reader (Helm, Flux) reads strings too
+    assert 'flag: "on"' in raw and 'mode: "0755"' in raw and 'tag: "1.10"' in raw
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("a..b=1", "a key is names of letters, digits, `_` and `-` joined by dots"),
+    ('a."b=1', "a key is names of letters, digits, `_` and `-` joined by dots"),
+    ("a:={nope", "`{nope` after `:=` is not JSON"),
+    ("a=!!python/object:os.system", "`!!python/object:os.system` is YAML syntax (a tag, anchor or alias)"),
+    ("a=*foo", "`*foo` is YAML syntax (a tag, anchor or alias)"),
+    ("a:=" + "[" * 1_000 + "]" * 1_000, "nested deeper than"),
+])
+def test_bad_settings_are_one_line_refusals(flux_demo: Path, make_bot, setting: str, says: str) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "app remove podinfo from demo")
+    say(bot, "pr merge 1")
+    out = say(bot, f"app add podinfo to demo set {setting}")
+    assert out.startswith("✗ ") and says in out and "internal error" not in out, out
+    assert branches(flux_demo) == []
+
+
+def test_app_remove_then_add_extends_the_lists_remove_left(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    out = say(bot, "app remove podinfo from demo")
+    assert "Opened: PR #1 Remove podinfo from demo" in out
+    assert "`prune: true` in clusters/demo/apps-base.yaml: Flux deletes podinfo's objects (namespace `podinfo`) from demo once this merges" in out, out
+    assert "prune: true" in bot.forge.body(1)
+    say(bot, "pr merge 1")
+    out = say(bot, "app add podinfo to demo set ingress.enabled=x")
+    assert "Opened: PR #2 Add podinfo to demo" in out, out
+    text = git(flux_demo, "show", "fluxbot/app-add-podinfo-demo:clusters/demo/apps/kustomization.yaml")
+    from commands.yamledit import load_documents
+
+    data = load_documents(text)[0]
+    assert data["resources"] == ["../../../apps/podinfo"]
+    assert data["patches"] == [{"path": "./values/podinfo.yaml", "target": {"kind": "HelmRelease", "name": "podinfo"}}]
+
+
+def test_an_app_name_refusal_reads_well(flux_demo: Path, make_bot) -> None:
+    out = say(make_bot(flux_demo), "app add ../x to demo")
+    assert "an app name has only letters" in out and "a app" not in out and "like `prod-eu`" not in out

@@ -17,13 +17,13 @@ def changed(repo: Path, branch: str) -> list[str]:
 
 def test_onboard_like_an_existing_cluster(flux_demo: Path, make_bot) -> None:
     bot = make_bot(flux_demo)
-    out = say(bot, "onboard prod-us like demo set meta_cluster_name=prod-us")
+    out = say(bot, "onboard prod-us like demo set meta_network_zone=dmz-123 meta_productive=true")
     assert "Opened: PR #1 Onboard prod-us at v0.4.0" in out, out
     branch = "fluxbot/onboard-prod-us"
     assert branches(flux_demo) == [branch]
     files = git(flux_demo, "diff", "--name-only", f"main...{branch}").splitlines()
     assert files == ["clusters/prod-us/apps-base.yaml", "clusters/prod-us/apps/kustomization.yaml",
-                     "clusters/prod-us/infrastructure.yaml"]
+                     "clusters/prod-us/apps/values/podinfo.yaml", "clusters/prod-us/infrastructure.yaml"]
     infra = load_documents(git(flux_demo, "show", f"{branch}:clusters/prod-us/infrastructure.yaml"))
     assert infra[0]["spec"]["ref"] == {"tag": "v0.4.0"}
     assert infra[0]["spec"]["url"] == "https://github.com/f4z3r/flux-demo.git"
@@ -45,7 +45,7 @@ def test_onboard_without_a_required_variable_is_refused_naming_it(flux_demo: Pat
 @pytest.mark.parametrize("text, says", [
     ("onboard demo like test", "already exists"),
     ("onboard x like nope", "no cluster `nope`"),
-    ("onboard x set 9bad=1", "not a `key=value` setting"),
+    ("onboard x set 9bad=1", "not a `name=value` setting"),
     ("onboard x at v9.0.0 like demo", "no release `v9.0.0`"),
 ])
 def test_onboard_refusals(flux_demo: Path, make_bot, text: str, says: str) -> None:
@@ -55,22 +55,8 @@ def test_onboard_refusals(flux_demo: Path, make_bot, text: str, says: str) -> No
 
 def test_app_add_and_remove_are_minimal_edits(flux_demo: Path, make_bot) -> None:
     bot = make_bot(flux_demo)
-    say(bot, "onboard prod-us like demo set meta_cluster_name=prod-us")
-    say(bot, "pr merge 1")
-    out = say(bot, "app add podinfo to prod-us set ingress.enabled=false replicaCount=3")
-    assert "Opened: PR #2 Add podinfo to prod-us" in out, out
-    branch = "fluxbot/app-add-podinfo-prod-us"
-    assert changed(flux_demo, branch) == [
-        "-resources: []", "+resources:", "+  - ../../../apps/podinfo", "+patches:",
-        "+  - path: ./values/podinfo.yaml", "+    target:", "+      kind: HelmRelease", "+      name: podinfo",
-        "+apiVersion: helm.toolkit.fluxcd.io/v2", "+kind: HelmRelease", "+metadata:", "+  name: podinfo",
-        "+  namespace: podinfo", "+spec:", "+  values:", "+    ingress:", "+      enabled: false", "+    replicaCount: 3",
-    ]
-    values = load_documents(git(flux_demo, "show", f"{branch}:clusters/prod-us/apps/values/podinfo.yaml"))[0]
-    assert values["spec"]["values"] == {"ingress": {"enabled": False}, "replicaCount": 3}  # YAML types kept
-
     out = say(bot, "app remove podinfo from demo")
-    assert "Opened: PR #3 Remove podinfo from demo" in out, out
+    assert "Opened: PR #1 Remove podinfo from demo" in out, out
     # both lists had only podinfo, so each becomes an empty list rather than null
     assert changed(flux_demo, "fluxbot/app-remove-podinfo-demo")[:9] == [
         "-resources:", "-  - ../../../apps/podinfo", "-patches:", "-  - path: ./values/podinfo.yaml", "-    target:",
@@ -78,13 +64,26 @@ def test_app_add_and_remove_are_minimal_edits(flux_demo: Path, make_bot) -> None
     ]
     removed = git(flux_demo, "diff", "--name-status", "main...fluxbot/app-remove-podinfo-demo").splitlines()
     assert "D\tclusters/demo/apps/values/podinfo.yaml" in removed
+    say(bot, "pr merge 1")
+
+    out = say(bot, "app add podinfo to demo set ingress.enabled:=false replicaCount:=3")
+    assert "Opened: PR #2 Add podinfo to demo" in out, out
+    branch = "fluxbot/app-add-podinfo-demo"
+    assert changed(flux_demo, branch) == [
+        "-resources: []", "-patches: []", "+resources:", "+  - ../../../apps/podinfo", "+patches:",
+        "+  - path: ./values/podinfo.yaml", "+    target:", "+      kind: HelmRelease", "+      name: podinfo",
+        "+apiVersion: helm.toolkit.fluxcd.io/v2", "+kind: HelmRelease", "+metadata:", "+  name: podinfo",
+        "+  namespace: podinfo", "+spec:", "+  values:", "+    ingress:", "+      enabled: false", "+    replicaCount: 3",
+    ]
+    values = load_documents(git(flux_demo, "show", f"{branch}:clusters/demo/apps/values/podinfo.yaml"))[0]
+    assert values["spec"]["values"] == {"ingress": {"enabled": False}, "replicaCount": 3}  # typed with `:=`
 
 
 @pytest.mark.parametrize("text, says", [
     ("app add nginx to demo", "no app `nginx` under apps/"),
     ("app add podinfo to demo", "already runs on `demo`"),
     ("app remove podinfo from test", "has no clusters/test/apps/kustomization.yaml"),
-    ("app add podinfo to demo set a..b=1", "not a `key=value` setting"),
+    ("app add podinfo to demo set a..b=1", "`a..b` is not a key"),
 ])
 def test_app_refusals(flux_demo: Path, make_bot, text: str, says: str) -> None:
     assert says in say(make_bot(flux_demo), text)
