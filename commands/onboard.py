@@ -47,6 +47,8 @@ def run(cmd: Onboard, ctx: Context) -> tuple[ChangePlan, ...]:
     if repo.cluster(cmd.cluster) is not None:
         raise CommandError(f"`{cmd.cluster}` already exists (clusters/{cmd.cluster}/)", "choose a new name")
     template = resolve_cluster(repo, cmd.like) if cmd.like else None
+    if template is not None and template.backref is None:
+        raise CommandError(f"`{template.name}` cannot be copied: {template.problem}", "fix that file, or onboard like another cluster")
     version = resolve_version(repo, cmd.version) if cmd.version else repo.latest
     if version is None:
         raise CommandError("the repo has no release to onboard a cluster at", "release one first: `release v0.1.0`")

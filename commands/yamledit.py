@@ -28,10 +28,64 @@ def decode(raw: bytes) -> str:
     return raw.decode("utf-8")
 
 
+MAX_ALIAS_EXPANSION = 10_000  # values aliases may add to a document; legitimate files add a handful
+MAX_NESTING = 200  # Kubernetes objects (CRD schemas included) nest a few dozen levels at most
+
+
+class UnsafeYAML(YAMLError):
+    """YAML fluxbot refuses to read: an alias bomb, a cycle, or nesting too deep to handle."""
+
+
 def load_documents(text: str) -> list[Any]:
-    """All documents of a YAML stream as plain Python data (`None` for empty documents)."""
+    """All documents of a YAML stream as plain Python data (`None` for empty documents).
+
+    Aliases share one Python object, so reading a bomb is cheap; comparing or serialising it is
+    not. Documents whose aliases expand beyond a small bound, or that nest too deeply, are refused.
+    """
     # The C parser (ruamel.yaml.clib) when installed; ruamel falls back to pure Python otherwise.
-    return list(YAML(typ="safe").load_all(text))
+    try:
+        documents = list(YAML(typ="safe").load_all(text))
+    except RecursionError:
+        raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)") from None
+    for document in documents:
+        check_shape(document)
+    return documents
+
+
+def check_shape(data: Any) -> None:
+    """Refuse data whose aliases expand too far, that refers to itself, or nests too deeply.
+
+    One walk over the distinct objects (shared ones once), without recursion.
+    """
+    memo: dict[int, tuple[int, int] | None] = {}  # id -> (expanded size, depth); None while on the path
+    distinct = 0
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        if not finished:
+            if id(node) in memo:
+                continue
+            memo[id(node)] = None
+            distinct += 1 + len(children)
+            stack.append((node, True))
+            stack += [(c, False) for c in children if isinstance(c, (dict, list)) and id(c) not in memo]
+            continue
+        size, depth = 1, 0
+        for child in children:
+            if isinstance(child, (dict, list)):
+                seen = memo.get(id(child))
+                if seen is None:
+                    raise UnsafeYAML("the YAML refers to itself through an alias; fluxbot refuses recursive YAML")
+                size, depth = size + seen[0], max(depth, seen[1])
+            else:
+                size += 1
+        memo[id(node)] = (size, depth + 1)
+        if depth + 1 > MAX_NESTING:
+            raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)")
+        if size - distinct > MAX_ALIAS_EXPANSION:
+            raise UnsafeYAML(f"its aliases expand to more than {MAX_ALIAS_EXPANSION:,} extra values "
+                             "(an alias bomb?); fluxbot refuses such YAML")
 
 
 def read_scalar(raw: bytes, document: int, key_path: Sequence[str]) -> object:
@@ -218,15 +272,86 @@ def _key_column(text: str, index: int) -> int:
 
 
 def _verify_change(before: str, after: str, document: int, key_path: Sequence[str], change: Any) -> None:
-    """Insist that `after` parses to `before` with only the value at `key_path` changed by `change`."""
-    expected = load_documents(before)
-    target = expected[document]
-    for key in key_path[:-1]:
-        target = target[key]
-    target[key_path[-1]] = change(target.get(key_path[-1]))
+    """Insist that `after` parses to `before` with only the value at `key_path` changed by `change`.
+
+    Compared node by node (aliases are one shared node, so each pair is compared once): an alias
+    bomb elsewhere in the file costs its size in the file, never its expansion. Only the changed
+    value is built as data, and its shape is bounded like any repo YAML.
+    """
     try:
-        actual = load_documents(after)
-    except YAMLError:
-        actual = None
-    if actual != expected:
+        old_docs, new_docs = _compose(before), _compose(after)
+        equal = len(old_docs) == len(new_docs) and all(
+            _changed_only(old, new, key_path, change) if index == document else _same_nodes(old, new)
+            for index, (old, new) in enumerate(zip(old_docs, new_docs)))
+    except YAMLError as exc:
+        raise CommandError(f"the edited file would not parse back to the intended change ({str(exc).splitlines()[0]}); "
+                           "nothing was written") from None
+    if not equal:
         raise CommandError("the edited file would not parse back to the intended change; nothing was written")
+
+
+def _compose(text: str) -> list[Any]:
+    try:
+        return list(YAML().compose_all(text))
+    except RecursionError:
+        raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)") from None
+
+
+def _tag(node: Any) -> str:
+    return str(getattr(node.tag, "value", node.tag))
+
+
+def _same_nodes(a: Any, b: Any) -> bool:
+    """Structural equality of two node graphs; each pair of nodes is compared at most once."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(a, b)]
+    while todo:
+        x, y = todo.pop()
+        if (id(x), id(y)) in seen:
+            continue
+        seen.add((id(x), id(y)))
+        if x is None or y is None:
+            if x is not y:
+                return False
+            continue
+        if type(x) is not type(y) or _tag(x) != _tag(y):
+            return False
+        if isinstance(x, ScalarNode):
+            if x.value != y.value:
+                return False
+        elif isinstance(x, MappingNode):
+            if len(x.value) != len(y.value):
+                return False
+            todo += [pair for (kx, vx), (ky, vy) in zip(x.value, y.value) for pair in ((kx, ky), (vx, vy))]
+        else:
+            if len(x.value) != len(y.value):
+                return False
+            todo += list(zip(x.value, y.value))
+    return True
+
+
+def _value_at(node: Any, key: str) -> Any:
+    matches = [v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _changed_only(old: Any, new: Any, key_path: Sequence[str], change: Any) -> bool:
+    """`new` equals `old` except the value at `key_path`, which is `change(old value)`."""
+    for depth, key in enumerate(key_path):
+        if not isinstance(old, MappingNode) or not isinstance(new, MappingNode):
+            return False
+        others_old = [(k, v) for k, v in old.value if not (isinstance(k, ScalarNode) and k.value == key)]
+        others_new = [(k, v) for k, v in new.value if not (isinstance(k, ScalarNode) and k.value == key)]
+        if len(others_old) != len(others_new) or not all(
+                _same_nodes(ko, kn) and _same_nodes(vo, vn) for (ko, vo), (kn, vn) in zip(others_old, others_new)):
+            return False
+        old, new = _value_at(old, key), _value_at(new, key)
+        if new is None or (old is None and depth < len(key_path) - 1):
+            return False
+    return _construct(new) == change(_construct(old) if old is not None else None)
+
+
+def _construct(node: Any) -> Any:
+    value = YAML(typ="safe", pure=True).constructor.construct_document(node)
+    check_shape(value)
+    return value

@@ -286,3 +286,23 @@ def test_app_remove_then_add_extends_the_lists_remove_left(flux_demo: Path, make
 def test_an_app_name_refusal_reads_well(flux_demo: Path, make_bot) -> None:
     out = say(make_bot(flux_demo), "app add ../x to demo")
     assert "an app name has only letters" in out and "a app" not in out and "like `prod-eu`" not in out
+
+
+# Hostile repo YAML (#20) ------------------------------------------------------------------------
+
+
+def with_alias_bomb(flux_demo: Path) -> None:
+    from tests.commands.test_yamledit import alias_bomb
+
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text() + alias_bomb(9))
+    git(flux_demo, "commit", "-qam", "nine anchor lines in demo's postBuild.substitute")
+
+
+@pytest.mark.parametrize("command", ["promote v0.4.0 to demo", "onboard x like demo set meta_network_zone=a meta_productive=false",
+                                     "status demo"])
+def test_an_alias_bomb_in_a_cluster_file_is_named_not_expanded(flux_demo: Path, make_bot, command: str) -> None:
+    with_alias_bomb(flux_demo)
+    out = say(make_bot(flux_demo), command)
+    assert "clusters/demo/infrastructure.yaml is not valid YAML (its aliases expand to more than 10,000 extra values" in out, out
+    assert "internal error" not in out and branches(flux_demo) == []

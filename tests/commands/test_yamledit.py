@@ -144,3 +144,54 @@ def test_remove_an_item_and_the_last_item() -> None:
 def test_flow_lists_with_items_are_refused() -> None:
     with pytest.raises(CommandError, match="flow list"):
         append_item(b"resources: [../a]\n", 0, ("resources",), "../b")
+
+
+# Hostile repo YAML (#20): alias bombs and deep nesting are refused, edits compare nodes --------
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """Nine anchor lines, about 700 bytes, that expand to 10**9 strings."""
+    lines = ['      l0: &l0 "lol"']
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*l{level - 1}"] * 10)
+        lines.append(f"      l{level}: &l{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+BOMB_FILE = "spec:\n  ref:\n    tag: v0.3.0\n  postBuild:\n    bomb:\n" + alias_bomb(10)
+
+
+def test_an_alias_bomb_is_refused_when_read() -> None:
+    from commands.repo import documents
+
+    with pytest.raises(ValueError, match="aliases expand to more than"):
+        documents(BOMB_FILE.encode())
+
+
+def test_a_few_aliases_are_fine() -> None:
+    from commands.repo import documents
+
+    assert documents(b"a: &x [1, 2]\nb: *x\n")[0] == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_nesting_20000_deep_is_refused_when_read() -> None:
+    from commands.repo import documents
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        documents(("a: " + "[" * 20_000 + "]" * 20_000 + "\n").encode())
+
+
+def test_an_edit_beside_an_alias_bomb_compares_nodes_without_expanding_them() -> None:
+    # `_verify_change` used to compare the expanded data: 10**9 strings. Run where a hang is caught.
+    import subprocess
+    import sys
+
+    code = ("from tests.commands.test_yamledit import BOMB_FILE\n"
+            "from commands.yamledit import replace_scalar\n"
+            "out = replace_scalar(BOMB_FILE.encode(), 0, ('spec', 'ref', 'tag'), 'v0.4.0')\n"
+            "print(out.decode().splitlines()[2])\n")
+    try:
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the edit expanded the aliases (still comparing after 60 s)")
+    assert run.stdout.strip() == "tag: v0.4.0", run.stderr
