@@ -21,7 +21,7 @@ from bot.failpoints import failpoint
 from bot.metrics import COMMANDS, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
 from bot.store import Store
-from bot.workspace import OriginUnavailable, Workspace, WorkspaceError
+from bot.workspace import MergeConflict, OriginUnavailable, Workspace, WorkspaceError
 from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
@@ -299,7 +299,10 @@ class FluxBot:
 
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":
-            pr = self.forge.merge(action.number, user)
+            try:
+                pr = self.forge.merge(action.number, user)
+            except MergeConflict as conflict:
+                raise self._stale(action.number, user, conflict) from None
             self.merged(pr)
             tag = self.tag_release(pr)
             return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
@@ -307,6 +310,27 @@ class FluxBot:
                            tone="success")
         pr = self.forge.close(action.number, user)
         return Message(f"Closed PR #{pr.number}: {pr.title}", lines=(f"branch {pr.branch} deleted",))
+
+
+    def _stale(self, number: int, user: str, conflict: MergeConflict) -> CommandError:
+        """A PR that conflicts with main can never merge: say what main has now, close it as stale
+        (which frees its cluster for a new change), and say so."""
+        pr = self.forge.get(number)
+        cluster = self.snapshot().cluster(pr.cluster) if pr and pr.cluster else None
+        lines = []
+        for path in conflict.files or ["(unknown files)"]:
+            line = f"main changed {path} meanwhile"
+            if cluster is not None and cluster.backref is not None and cluster.backref.path == path and cluster.pin:
+                line += f": `spec.ref.{cluster.pin.kind}` is `{cluster.pin.value}` on main now"
+            lines.append(line)
+        mark = getattr(self.forge, "mark_stale", None)
+        if mark is not None:
+            mark(number, user)
+            freed = f"PR #{number} is marked stale and closed; `{pr.cluster}` is free for a new change" if pr else ""
+        else:
+            freed = f"close PR #{number}, then ask again"
+        return CommandError(f"PR #{number} cannot merge: " + "; ".join(lines),
+                            "; ".join(x for x in (freed, "check `status`, then ask again if the change is still wanted") if x))
 
 
 def _journalled(row: Any) -> Request:

@@ -53,6 +53,14 @@ class Pushed:
     report: CheckReport
 
 
+class MergeConflict(WorkspaceError):
+    """The branch conflicts with the default branch; `files` are the conflicting paths."""
+
+    def __init__(self, message: str, base: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.base, self.files = base, files
+
+
 class OriginUnavailable(WorkspaceError):
     """The git remote cannot be reached right now; the same request can work later."""
 
@@ -422,7 +430,8 @@ class Workspace:
                 try:
                     work.git.merge("--no-ff", "-q", "-m", message, f"refs/heads/{branch}", env=BOT_IDENTITY)
                 except GitCommandError:
-                    raise WorkspaceError(f"{branch} does not merge cleanly into {base}") from None
+                    files = work.git.diff("--name-only", "--diff-filter=U").split()
+                    raise MergeConflict(f"{branch} does not merge cleanly into {base}", base, files) from None
                 commit = work.head.commit.hexsha
                 try:
                     work.git.push(
@@ -432,9 +441,22 @@ class Workspace:
                         env=self._git_env(),
                     )
                 except GitCommandError as exc:
-                    raise WorkspaceError(f"cannot update {base}: {_git_reason(exc)}") from None
+                    raise WorkspaceError(f"cannot update {base}: {self._dirty(exc)}") from None
             self.refresh()
             return commit
+
+    def _dirty(self, exc: GitCommandError) -> str:
+        """A refused push into a checked-out work tree names its uncommitted files, not git's text."""
+        origin = Path(self.origin)
+        if "dirty" not in str(exc.stderr or "").lower() or not origin.is_dir():
+            return _git_reason(exc)
+        try:
+            status = git.Repo(origin).git.status("--porcelain", "--untracked-files=no")
+        except GitCommandError:
+            return _git_reason(exc)
+        files = [line[3:] for line in status.splitlines() if line.strip()]
+        return (f"the work tree of {origin} has uncommitted changes in {', '.join(files[:10]) or 'some files'}; "
+                "commit or stash them, then merge again")
 
     @contextmanager
     def _worktree(self, base: str) -> Iterator[Path]:

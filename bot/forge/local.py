@@ -82,6 +82,17 @@ class LocalForge:
         self.workspace.delete_branch(pr.branch)
         return self.get(number)  # type: ignore[return-value]
 
+    def mark_stale(self, number: int, requester: str) -> PullRequest:
+        """A PR that can never merge (main moved the same lines): closed as `stale`, its branch deleted."""
+        pr = self._open(number)
+        self._finish(number, "closed", None)
+        with self.store.transaction() as db:
+            row = db.execute("SELECT labels FROM local_prs WHERE number = ?", (number,)).fetchone()
+            labels = json.loads(row["labels"] or "[]") + ["stale"]
+            db.execute("UPDATE local_prs SET labels = ? WHERE number = ?", (json.dumps(labels), number))
+        self.workspace.delete_branch(pr.branch)
+        return self.get(number)  # type: ignore[return-value]
+
     def _open(self, number: int) -> PullRequest:
         pr = self.get(number)
         if pr is None or pr.state != "open":

@@ -306,3 +306,34 @@ def test_an_alias_bomb_in_a_cluster_file_is_named_not_expanded(flux_demo: Path, 
     out = say(make_bot(flux_demo), command)
     assert "clusters/demo/infrastructure.yaml is not valid YAML (its aliases expand to more than 10,000 extra values" in out, out
     assert "internal error" not in out and branches(flux_demo) == []
+
+
+# Messages that misled ---------------------------------------------------------------------------
+
+
+def test_a_merge_conflict_names_the_pin_main_has_marks_the_pr_stale_and_frees_the_cluster(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo")
+    # a person moves the same pin on main meanwhile
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace("tag: v0.3.0", "tag: v0.2.0"))
+    git(flux_demo, "commit", "-qam", "hotfix: demo back to v0.2.0 by hand")
+    out = say(bot, "pr merge 1")
+    assert out.startswith("✗ PR #1 cannot merge: main changed clusters/demo/infrastructure.yaml meanwhile"), out
+    assert "`spec.ref.tag` is `v0.2.0` on main now" in out
+    assert "PR #1 is marked stale and closed; `demo` is free for a new change" in out
+    assert "try again" not in out
+    assert "No open fluxbot changes" in say(bot, "prs")
+    assert branches(flux_demo) == []
+    assert "stale" in bot.store.query("SELECT labels FROM local_prs WHERE number = 1")[0]["labels"]
+    assert "Opened: PR #2 Promote demo to v0.4.0" in say(bot, "promote v0.4.0 to demo")
+
+
+def test_a_dirty_work_tree_names_the_files(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo")
+    (flux_demo / "README.md").write_text("local edit\n")
+    out = say(bot, "pr merge 1")
+    assert "uncommitted changes in README.md" in out, out
+    assert "stderr" not in out and "remote rejected" not in out
+    assert (flux_demo / "README.md").read_text() == "local edit\n"
