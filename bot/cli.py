@@ -23,7 +23,7 @@ from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.service import FluxBot, Request, Response
 from bot.store import Store
-from bot.workspace import Workspace, WorkspaceError
+from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
 
 

@@ -21,7 +21,7 @@ from bot.failpoints import failpoint
 from bot.metrics import COMMANDS, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
 from bot.store import Store
-from bot.workspace import MergeConflict, OriginUnavailable, Workspace, WorkspaceError
+from bot.git.workspace import MergeConflict, OriginUnavailable, Workspace, WorkspaceError
 from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal

@@ -19,7 +19,7 @@ from github.Repository import Repository
 from urllib3.util.retry import Retry
 
 from bot.forge.base import ForgeError, ForgeUnavailable
-from bot.workspace import Workspace
+from bot.git.workspace import Workspace
 from commands.model import ChangePlan, PullRequest
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.forge.base import ForgeError
 from bot.store import Store, now
-from bot.workspace import Workspace
+from bot.git.workspace import Workspace
 from commands.model import ChangePlan, PullRequest
 
 

@@ -12,7 +12,7 @@ from bot.cli import build_bot
 from bot.config import ForgeSettings, Settings, SlackSettings
 from bot.server import build_server
 from bot.slack import SlackTransport
-from bot.workspace import OriginUnavailable, Workspace
+from bot.git.workspace import OriginUnavailable, Workspace
 from commands.permissions import Policy, Rule
 from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, say
 

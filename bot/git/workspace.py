@@ -1,0 +1,555 @@
+"""The git side: a mirror of the repo in a cache dir, read access for snapshots, and worktrees
+in which changes are committed and pushed. The user's own working copy is never touched.
+
+Who calls it: `bot.service` (reads and pushes) and `bot.forge.local` (merges).
+"""
+from __future__ import annotations
+
+import base64
+import fcntl
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import git
+from git.exc import BadName, GitCommandError
+from git.objects.fun import tree_entries_from_data
+from gitdb import IStream, LooseObjectDB
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from bot.git.checks import CheckReport, run_checks
+from bot.git.render import MAX_INPUT_BYTES, RenderCache, Renderer, RenderRefused
+from commands.model import ChangePlan, CommandError, FileEdit
+from commands.repo import RepoSnapshot
+from commands.yamledit import rebase_edit
+
+log = logging.getLogger(__name__)
+
+_ZERO = "0" * 40
+_TREE = 0o40000
+BOT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "fluxbot",
+    "GIT_AUTHOR_EMAIL": "fluxbot@users.noreply.local",
+    "GIT_COMMITTER_NAME": "fluxbot",
+    "GIT_COMMITTER_EMAIL": "fluxbot@users.noreply.local",
+}
+
+
+class WorkspaceError(Exception):
+    """A git operation failed in a way the user should hear about (message is safe to show)."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    commit: str
+    report: CheckReport
+
+
+class MergeConflict(WorkspaceError):
+    """The branch conflicts with the default branch; `files` are the conflicting paths."""
+
+    def __init__(self, message: str, base: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.base, self.files = base, files
+
+
+class OriginUnavailable(WorkspaceError):
+    """The git remote cannot be reached right now; the same request can work later."""
+
+
+class _PushRejected(WorkspaceError):
+    """A push failed; it is tried again a few times, since the remote may just be busy."""
+
+
+class _PushUnreachable(_PushRejected, OriginUnavailable):
+    pass
+
+
+class Listings:
+    """File listings of recent commits (path -> blob id), shared by all readers of a workspace.
+
+    A commit's tree never changes, so each is listed once; consecutive requests on an unchanged
+    main cost no `ls-tree`. Bounded, oldest out first.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, commit: str) -> dict[str, str] | None:
+        with self._lock:
+            return self._items.get(commit)
+
+    def put(self, commit: str, listing: dict[str, str]) -> None:
+        with self._lock:
+            self._items[commit] = listing
+            while len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+
+def _is_object_id(ref: str) -> bool:
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+
+class GitReader:
+    """`commands.repo.TreeReader` over the mirror: blobs come through one `cat-file --batch`."""
+
+    def __init__(self, repo: git.Repo, head: str, listings: Listings | None = None) -> None:
+        self._repo = repo
+        self.head = head
+        self._trees = listings if listings is not None else Listings()
+        self._blobs: dict[str, bytes] = {}
+
+    def _tree(self, ref: str) -> dict[str, str]:
+        tree = self._trees.get(ref)
+        if tree is None:
+            listing = self._repo.git.ls_tree("-r", "-z", "--full-tree", ref)
+            tree = {}
+            for entry in filter(None, listing.split("\0")):
+                meta, path = entry.split("\t", 1)
+                _mode, kind, sha = meta.split()
+                if kind == "blob":
+                    tree[path] = sha
+            # Only commit ids name a fixed tree; a branch or tag name is listed afresh each time.
+            if _is_object_id(ref):
+                self._trees.put(ref, tree)
+        return tree
+
+    def list_files(self, ref: str, prefix: str) -> list[str]:
+        return sorted(p for p in self._tree(ref) if p.startswith(prefix))
+
+    def derive(self, commit: str, changes: Mapping[str, str | None]) -> GitReader:
+        """A reader at `commit`, made from this head by `changes` (path -> blob id, None: deleted).
+
+        Its file listing is derived, not listed again: the commit was just written from it.
+        """
+        tree = {path: sha for path, sha in self._tree(self.head).items() if path not in changes}
+        tree.update({path: sha for path, sha in changes.items() if sha is not None})
+        reader = GitReader(self._repo, commit, self._trees)
+        reader._trees.put(commit, tree)
+        reader._blobs = self._blobs
+        return reader
+
+    def read(self, ref: str, path: str) -> bytes | None:
+        sha = self._tree(ref).get(path)
+        return self._blob(sha) if sha else None
+
+    def _blob(self, sha: str) -> bytes:
+        # A snapshot reads some files more than once (each lookup filters by content first).
+        blob = self._blobs.get(sha)
+        if blob is None:
+            blob = self._blobs[sha] = self._repo.odb.stream(bytes.fromhex(sha)).read()
+        return blob
+
+    def tags(self) -> dict[str, str]:
+        out = self._repo.git.for_each_ref("refs/tags", format="%(refname:strip=2) %(objectname) %(*objectname)")
+        tags = {}
+        for line in out.splitlines():
+            name, obj, peeled = (line.split() + [""])[:3]
+            tags[name] = peeled or obj
+        return tags
+
+    def history(self, ref: str, path: str) -> Iterator[tuple[str, bytes | None]]:
+        # --raw gives each commit's resulting blob id, so no checkout or per-commit lookup is needed.
+        out = self._repo.git.log("--format=@%H", "--raw", "--no-abbrev", "--no-renames", ref, "--", path)
+        commit = ""
+        for line in out.splitlines():
+            if line.startswith("@"):
+                commit = line[1:]
+            elif line.startswith(":"):
+                new_sha = line.split()[3]
+                yield commit, None if new_sha == _ZERO else self._blob(new_sha)
+
+    def changed_files(self, old: str, new: str, prefix: str) -> list[str]:
+        return self._repo.git.diff("--name-only", old, new, "--", prefix).splitlines()
+
+
+class Workspace:
+    """A bare mirror of `origin` under `cache_dir`; every change is made in a fresh worktree."""
+
+    def __init__(
+        self,
+        origin: str,
+        cache_dir: Path,
+        default_branch: str = "",
+        credentials: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.origin = origin
+        self.cache_dir = Path(cache_dir)
+        self.mirror_path = self.cache_dir / "mirror.git"
+        self._configured_branch = default_branch
+        self._credentials = credentials
+        self.quality_checks = True
+        self.render_cache = RenderCache(self.cache_dir / "renders")
+        self._odb_lock = threading.Lock()
+        self._listings = Listings()
+        self._loose: LooseObjectDB | None = None
+        self._lock = threading.RLock()
+        self._repo: git.Repo | None = None
+        self._readers = threading.local()
+
+    def _git_env(self) -> dict[str, str]:
+        """Credentials for git over HTTPS as an extra header in the environment.
+
+        The token never appears in a remote URL, a command line (`ps`), git's own error text or
+        the mirror's config; it is read fresh for every call, so refreshed app tokens apply.
+        """
+        token = self._credentials() if self._credentials else None
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if token:
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            env.update(
+                GIT_CONFIG_COUNT="1",
+                GIT_CONFIG_KEY_0="http.extraHeader",
+                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            )
+        return env
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise git work on the mirror across threads and processes."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.cache_dir / "mirror.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = self._open_mirror()
+        return self._repo
+
+    def _open_mirror(self) -> git.Repo:
+        if (self.mirror_path / "HEAD").exists():
+            return git.Repo(self.mirror_path)
+        try:
+            repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True, env=self._git_env())
+        except GitCommandError as exc:
+            shutil.rmtree(self.mirror_path, ignore_errors=True)
+            raise _error(exc, f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
+        with repo.config_writer() as config:
+            config.set_value('remote "origin"', "fetch", "+refs/heads/*:refs/heads/*")
+            config.add_value('remote "origin"', "fetch", "+refs/tags/*:refs/tags/*")
+        return repo
+
+    def refresh(self) -> None:
+        """Bring the mirror up to date with origin (branches, tags, deletions)."""
+        try:
+            self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin", env=self._git_env())
+        except GitCommandError as exc:
+            raise _error(exc, f"cannot fetch from the repository: {_git_reason(exc)}") from None
+
+    @property
+    def default_branch(self) -> str:
+        if self._configured_branch:
+            return self._configured_branch
+        heads = {h.name for h in self.repo.heads}
+        for candidate in ("main", "master"):
+            if candidate in heads:
+                return candidate
+        return self.repo.head.reference.name
+
+    def reader(self, refresh: bool = True) -> GitReader:
+        """A reader at the current tip of the default branch."""
+        with self.locked():
+            if refresh:
+                self.refresh()
+            branch = self.default_branch
+            try:
+                head = self.repo.git.rev_parse("--verify", f"refs/heads/{branch}^{{commit}}")
+            except GitCommandError:
+                raise WorkspaceError(f"the repository has no branch `{branch}`") from None
+            return GitReader(self._reader_repo(), head, self._listings)
+
+    def _reader_repo(self) -> git.Repo:
+        # GitPython's object reader is one persistent `git cat-file --batch` per Repo and is not
+        # thread-safe, so every thread reads through its own Repo (and its own cat-file).
+        repo = getattr(self._readers, "repo", None)
+        if repo is None:
+            repo = self._readers.repo = git.Repo(self.repo.git_dir)
+        return repo
+
+    def branch_head(self, branch: str) -> str | None:
+        """The commit a branch points to on origin, or None when origin has no such branch."""
+        out = self.repo.git.ls_remote("--heads", self.origin, f"refs/heads/{branch}", env=self._git_env())
+        return out.split()[0] if out else None
+
+    @retry(
+        retry=retry_if_exception_type(_PushRejected),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    def push_change(self, plan: ChangePlan) -> Pushed:
+        """Commit the plan on the newest default branch and push its branch.
+
+        If the default branch moved since the plan was made, the edit is rebuilt on it (a
+        conflicting change to the same value is refused). The commit is written straight into
+        the mirror's object store (no checkout), and the quality checks run on it before the
+        push. Returns the pushed commit and the checks' report.
+        """
+        with self.locked():
+            self.refresh()
+            tip = self.repo.git.rev_parse(f"refs/heads/{self.default_branch}")
+            base = GitReader(self._reader_repo(), tip, self._listings)
+            files = {edit.path: _rebased(edit, base.read(tip, edit.path)) for edit in plan.edits}
+            blobs = {path: None if content is None else self._store(b"blob", content) for path, content in files.items()}
+            tree = self._write_tree(self._tree_of(tip), blobs) or self._store(b"tree", b"")
+            commit = self._store(b"commit", _commit_object(tree, tip, plan.commit_message))
+        # Outside the mirror lock: the commit's objects are written, and rendering and pushing only
+        # read them, so changes to different clusters check and push side by side.
+        report = CheckReport()
+        if self.quality_checks:
+            snapshot = RepoSnapshot(base.derive(commit, blobs))
+            report = run_checks(plan, commit, files, snapshot, Renderer(self, self.render_cache), self.default_branch)
+        try:
+            self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
+        except GitCommandError as exc:
+            kind = _PushUnreachable if _unreachable(exc) else _PushRejected
+            raise kind(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
+        return Pushed(commit, report)
+
+    # -- git objects, written and read in-process (the hot path of a promotion spawns no git) --
+
+    def _store(self, kind: bytes, data: bytes) -> str:
+        # gitdb writes the loose object itself; GitPython's own odb would spawn `git hash-object`.
+        stored = self._objects.store(IStream(kind, len(data), BytesIO(data)))
+        return stored.binsha.hex()
+
+    @property
+    def _objects(self) -> LooseObjectDB:
+        if self._loose is None:
+            self._loose = LooseObjectDB(str(Path(self.repo.git_dir) / "objects"))
+        return self._loose
+
+    def _tree_of(self, commit: str) -> str:
+        header = self._read_object(commit).split(b"\n", 1)[0]
+        return header.removeprefix(b"tree ").decode()
+
+    def _read_object(self, oid: str) -> bytes:
+        with self._odb_lock:
+            return self.repo.odb.stream(bytes.fromhex(oid)).read()
+
+    def _entries(self, tree: str | None) -> dict[str, tuple[int, bytes]]:
+        if tree is None:
+            return {}
+        return {name: (mode, binsha) for binsha, mode, name in tree_entries_from_data(self._read_object(tree))}
+
+    def _write_tree(self, tree: str | None, changes: Mapping[str, str | None]) -> str | None:
+        """The tree `tree` with `changes` (path -> blob id, None: delete) applied; None if it ends empty."""
+        entries = self._entries(tree)
+        nested: dict[str, dict[str, str | None]] = {}
+        for path, blob in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = blob
+            elif blob is None:
+                entries.pop(head, None)
+            else:
+                mode = entries[head][0] if head in entries and entries[head][0] != _TREE else 0o100644
+                entries[head] = (mode, bytes.fromhex(blob))
+        for name, below in nested.items():
+            current = entries.get(name)
+            subtree = self._write_tree(current[1].hex() if current and current[0] == _TREE else None, below)
+            if subtree is None:
+                entries.pop(name, None)  # git keeps no empty directories
+            else:
+                entries[name] = (_TREE, bytes.fromhex(subtree))
+        if not entries:
+            return None
+        # git orders a tree's entries by name, a directory's name as if it ended in "/".
+        ordered = sorted(entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][0] == _TREE else b""))
+        return self._store(b"tree", b"".join(b"%o %s\0%s" % (mode, name.encode(), sha) for name, (mode, sha) in ordered))
+
+    def tree_entries(self, ref: str, path: str) -> list[tuple[str, str]]:
+        """(name, object id) of each entry of directory `path` at `ref`; [] when there is none."""
+        try:
+            with self._odb_lock:
+                tree = self.repo.rev_parse(f"{ref}^{{tree}}")
+        except (BadName, ValueError, IndexError):
+            return []
+        entries = self._entries(tree.hexsha)
+        for part in filter(None, path.split("/")):
+            found = entries.get(part)
+            if found is None or found[0] != _TREE:
+                return []
+            entries = self._entries(found[1].hex())
+        return [(name, sha.hex()) for name, (_mode, sha) in entries.items()]
+
+    def export(self, ref: str, paths: Sequence[str], target: Path, max_bytes: int = MAX_INPUT_BYTES) -> None:
+        """Write `paths` as they are at `ref` under `target` (for rendering), at most `max_bytes` of files.
+
+        Streamed from `git archive`, so an oversized tree is refused before it is all read; a symlink
+        that points out of the tree (an absolute path, or `../` past the root) is refused by name.
+        """
+        process = subprocess.Popen(["git", "archive", "--format=tar", ref, "--", *paths], cwd=self.mirror_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdout is not None
+        total = 0
+        try:
+            with tarfile.open(fileobj=process.stdout, mode="r|") as tar:
+                for member in tar:
+                    total += member.size
+                    if total > max_bytes:
+                        raise RenderRefused(
+                            f"quality gate: the files a render of {', '.join(paths)} at {_short(ref)} reads are more than "
+                            f"{max_bytes // 2**20} MiB (reached at {member.name}, {member.size:,} bytes)",
+                            "keep large files out of the rendered directories (fluxbot caps render input)")
+                    try:
+                        tar.extract(member, target, filter="data")
+                    except tarfile.FilterError as error:
+                        raise RenderRefused(f"quality gate: {member.name} at {_short(ref)} {_link_problem(error)}",
+                                            "make it a relative link inside the repository, or a regular file") from None
+            process.stdout.read()  # the archive's padding, so git exits on its own
+        except tarfile.ReadError:
+            pass  # git failed before writing a tar: its message follows
+        finally:
+            if process.poll() is None and sys.exc_info()[0] is not None:
+                process.kill()
+            stderr = process.stderr.read() if process.stderr else b""
+            process.wait()
+            process.stdout.close()
+            if process.stderr:
+                process.stderr.close()
+        if process.returncode != 0:
+            raise WorkspaceError(f"cannot read {', '.join(paths)} at {ref}: {stderr.decode(errors='replace').strip()}")
+
+    def tag(self, commit: str, name: str, message: str) -> None:
+        """Create the annotated tag `name` on `commit` and push it to origin."""
+        with self.locked():
+            try:
+                self.repo.git.tag("-a", name, "-m", message, commit, env=BOT_IDENTITY)
+                self.repo.git.push(self.origin, f"refs/tags/{name}", env=self._git_env())
+            except GitCommandError as exc:
+                raise WorkspaceError(f"cannot tag {commit[:12]} as {name}: {_git_reason(exc)}") from None
+
+    def delete_branch(self, branch: str) -> None:
+        """Remove a branch from origin (a no-op when it is already gone)."""
+        with self.locked():
+            if self.branch_head(branch) is None:
+                return
+            try:
+                self.repo.git.push(self.origin, f":refs/heads/{branch}", env=self._git_env())
+            except GitCommandError as exc:
+                raise WorkspaceError(f"cannot delete the branch {branch}: {_git_reason(exc)}") from None
+
+    def merge(self, branch: str, message: str) -> str:
+        """Merge `branch` into the default branch of origin with a merge commit; the merge commit id.
+
+        When origin is a working copy with the default branch checked out, the push updates its
+        work tree too (`updateInstead`), and refuses if that tree has uncommitted changes.
+        """
+        with self.locked():
+            self.refresh()
+            base = self.default_branch
+            with self._worktree(f"refs/heads/{base}") as tree:
+                work = git.Repo(tree)
+                try:
+                    work.git.merge("--no-ff", "-q", "-m", message, f"refs/heads/{branch}", env=BOT_IDENTITY)
+                except GitCommandError:
+                    files = work.git.diff("--name-only", "--diff-filter=U").split()
+                    raise MergeConflict(f"{branch} does not merge cleanly into {base}", base, files) from None
+                commit = work.head.commit.hexsha
+                try:
+                    work.git.push(
+                        "--receive-pack=git -c receive.denyCurrentBranch=updateInstead receive-pack",
+                        self.origin,
+                        f"{commit}:refs/heads/{base}",
+                        env=self._git_env(),
+                    )
+                except GitCommandError as exc:
+                    raise WorkspaceError(f"cannot update {base}: {self._dirty(exc)}") from None
+            self.refresh()
+            return commit
+
+    def _dirty(self, exc: GitCommandError) -> str:
+        """A refused push into a checked-out work tree names its uncommitted files, not git's text."""
+        origin = Path(self.origin)
+        if "dirty" not in str(exc.stderr or "").lower() or not origin.is_dir():
+            return _git_reason(exc)
+        try:
+            status = git.Repo(origin).git.status("--porcelain", "--untracked-files=no")
+        except GitCommandError:
+            return _git_reason(exc)
+        files = [line[3:] for line in status.splitlines() if line.strip()]
+        return (f"the work tree of {origin} has uncommitted changes in {', '.join(files[:10]) or 'some files'}; "
+                "commit or stash them, then merge again")
+
+    @contextmanager
+    def _worktree(self, base: str) -> Iterator[Path]:
+        parent = Path(tempfile.mkdtemp(prefix="fluxbot-wt-", dir=self.cache_dir))
+        path = parent / "tree"
+        try:
+            self.repo.git.worktree("add", "--detach", "-q", str(path), base)
+            yield path
+        finally:
+            try:
+                self.repo.git.worktree("remove", "--force", str(path))
+            except GitCommandError:
+                self.repo.git.worktree("prune")
+            shutil.rmtree(parent, ignore_errors=True)
+
+
+def _short(ref: str) -> str:
+    return ref[:12] if _is_object_id(ref) else ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
+
+
+def _link_problem(error: tarfile.FilterError) -> str:
+    """What a refused archive member is, in words (the message of `tarfile`'s data filter)."""
+    if isinstance(error, tarfile.AbsoluteLinkError):
+        return "is a symlink to an absolute path; fluxbot renders only files inside the repository"
+    if isinstance(error, tarfile.LinkOutsideDestinationError):
+        return "is a link that points outside the repository; fluxbot renders only files inside it"
+    return f"cannot be exported safely ({error.__class__.__name__})"
+
+
+def _rebased(edit: FileEdit, current: bytes | None) -> bytes | None:
+    """The edit's content on the file as it is now; None for a deletion."""
+    if edit.delete:
+        if current != edit.before:
+            raise CommandError(f"{edit.path} changed on the default branch since the change was planned")
+        return None
+    if edit.before is None and current is not None:
+        raise CommandError(f"{edit.path} was created on the default branch meanwhile")
+    return rebase_edit(edit, current)
+
+
+def _commit_object(tree: str, parent: str, message: str) -> bytes:
+    identity = f"{BOT_IDENTITY['GIT_AUTHOR_NAME']} <{BOT_IDENTITY['GIT_AUTHOR_EMAIL']}> {int(time.time())} +0000"
+    text = f"tree {tree}\nparent {parent}\nauthor {identity}\ncommitter {identity}\n\n{message.rstrip()}\n"
+    return text.encode("utf-8")
+
+
+# What git prints when the remote is down or failing, as opposed to refusing (auth, conflicts).
+_UNREACHABLE = ("could not resolve host", "failed to connect", "connection refused", "connection timed out",
+                "operation timed out", "connection reset", "the remote end hung up unexpectedly",
+                "returned error: 50", "returned error: 429")
+
+
+def _unreachable(exc: GitCommandError) -> bool:
+    return any(marker in str(exc.stderr or "").lower() for marker in _UNREACHABLE)
+
+
+def _error(exc: GitCommandError, message: str) -> WorkspaceError:
+    return (OriginUnavailable if _unreachable(exc) else WorkspaceError)(message)
+
+
+def _git_reason(exc: GitCommandError) -> str:
+    """The last meaningful line git printed, for a user-facing error."""
+    lines = [l.strip() for l in str(exc.stderr or "").splitlines() if l.strip()]
+    reason = lines[-1] if lines else f"git exited with {exc.status}"
+    return reason.removeprefix("stderr: ").strip("'")
