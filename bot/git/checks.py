@@ -317,7 +317,7 @@ def _result(future: Future[str], layer: Layer) -> str:
     try:
         return future.result()
     except CommandError as error:
-        if layer.owner and layer.owner not in error.what:
+        if layer.depth > 1 and layer.owner not in error.what:
             raise CommandError(f"{error.what} (applied by {layer.owner})", error.hint) from None
         raise
 

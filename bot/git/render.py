@@ -67,6 +67,22 @@ class RenderRefused(CommandError):
     """A render failed or was refused because of what the tree holds; cached with the render."""
 
 
+class InputTooLarge(Exception):
+    """The files a render would read are more than the cap (`path` is where the sum crossed it)."""
+
+    def __init__(self, path: str, size: int, limit: int) -> None:
+        super().__init__(path)
+        self.path, self.size, self.limit = path, size, limit
+
+
+class UnsafeLink(Exception):
+    """A link in the tree that would reach outside it (`problem` says how, in words)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path)
+        self.path, self.problem = path, problem
+
+
 @dataclass(frozen=True)
 class Isolation:
     """How kubectl is kept off the network here, and the words that say so."""
@@ -231,7 +247,17 @@ class Renderer:
             root = Path(scratch) / "tree"
             root.mkdir()
             try:
-                self.trees.export(ref, paths, root, MAX_INPUT_BYTES)
+                try:
+                    self.trees.export(ref, paths, root, MAX_INPUT_BYTES)
+                except InputTooLarge as error:
+                    raise RenderRefused(
+                        f"quality gate: the files a render of {label} reads are more than {error.limit // 2**20} MiB "
+                        f"(reached at {error.path}, {error.size:,} bytes)",
+                        "keep large files out of the rendered directories and what they load (fluxbot caps render input)"
+                    ) from None
+                except UnsafeLink as error:
+                    raise RenderRefused(f"quality gate: {error.path} at {where(ref)} {error.problem}",
+                                        "make it a relative link inside the repository, or a regular file") from None
                 refuse_remote(root, directory)
                 text = _render_dir(self.kubectl or "", root, directory, label, Path(scratch))
             except RenderRefused as error:
@@ -247,6 +273,13 @@ class Renderer:
     def _kubectl_identity(self) -> str:
         stat = os.stat(self.kubectl or "")
         return f"{os.path.realpath(self.kubectl or '')}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def where(ref: str) -> str:
+    """A ref as a person says it: `v0.4.0`, `main`, or a short commit id."""
+    if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+        return ref[:12]
+    return ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
 
 
 def _key(*parts: object) -> str:
@@ -362,7 +395,7 @@ def _kustomize(kubectl: str, folder: Path, root: Path, label: str, scratch: Path
         error.transient = True  # type: ignore[attr-defined]
         raise error from None
     if process.returncode != 0:
-        if "out of memory" in err or process.returncode in (-signal.SIGKILL, 137):
+        if any(m in err for m in _OUT_OF_MEMORY) or process.returncode in (-signal.SIGKILL, 137):
             error = RenderRefused(
                 f"quality gate: {label} needs more than {MEMORY_LIMIT_BYTES // 2**20} MiB to render "
                 "(`kubectl kustomize` stopped at its memory limit)",
@@ -381,16 +414,26 @@ def _kill(process: subprocess.Popen[str]) -> None:
     process.communicate()
 
 
+# What the Go runtime says when RLIMIT_DATA stops it.
+_OUT_OF_MEMORY = ("out of memory", "cannot allocate memory", "failed to reserve")
 _KLOG = re.compile(r'^[EWIF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] ')
 
 
 def clean_message(stderr: str, root: Path) -> str:
-    """kubectl's whole error, without klog prefixes or the scratch directory, on one bounded line."""
+    """kubectl's whole error, without klog's framing or the scratch directory, on one bounded line.
+
+    klog prints `"command failed" err="..."` for one line and `err=<` ... ` >` for several.
+    """
     lines = []
     for line in stderr.splitlines():
         line = _KLOG.sub("", line.strip())
-        if ' err="' in line:  # klog's structured form: keep kustomize's own words
-            line = line.split(' err="', 1)[1].rstrip('"').replace('\\"', '"').replace("\\n", " ")
+        if line.startswith('"command failed" err='):
+            line = line.removeprefix('"command failed" err=')
+            if line == "<":
+                continue
+            line = line.strip('"').replace('\\"', '"').replace("\\n", " ")
+        if line == ">":
+            continue
         line = line.removeprefix("error: ").strip()
         if line:
             lines.append(line)

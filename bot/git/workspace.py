@@ -28,7 +28,7 @@ from gitdb import IStream, LooseObjectDB
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot.git.checks import CheckReport, run_checks
-from bot.git.render import MAX_INPUT_BYTES, RenderCache, Renderer, RenderRefused
+from bot.git.render import MAX_INPUT_BYTES, InputTooLarge, RenderCache, Renderer, UnsafeLink
 from commands.model import ChangePlan, CommandError, FileEdit
 from commands.repo import RepoSnapshot
 from commands.yamledit import rebase_edit
@@ -405,15 +405,11 @@ class Workspace:
                 for member in tar:
                     total += member.size
                     if total > max_bytes:
-                        raise RenderRefused(
-                            f"quality gate: the files a render of {', '.join(paths)} at {_short(ref)} reads are more than "
-                            f"{max_bytes // 2**20} MiB (reached at {member.name}, {member.size:,} bytes)",
-                            "keep large files out of the rendered directories (fluxbot caps render input)")
+                        raise InputTooLarge(member.name, member.size, max_bytes)
                     try:
                         tar.extract(member, target, filter="data")
                     except tarfile.FilterError as error:
-                        raise RenderRefused(f"quality gate: {member.name} at {_short(ref)} {_link_problem(error)}",
-                                            "make it a relative link inside the repository, or a regular file") from None
+                        raise UnsafeLink(member.name, _link_problem(error)) from None
             process.stdout.read()  # the archive's padding, so git exits on its own
         except tarfile.ReadError:
             pass  # git failed before writing a tar: its message follows
@@ -502,10 +498,6 @@ class Workspace:
             except GitCommandError:
                 self.repo.git.worktree("prune")
             shutil.rmtree(parent, ignore_errors=True)
-
-
-def _short(ref: str) -> str:
-    return ref[:12] if _is_object_id(ref) else ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
 
 
 def _link_problem(error: tarfile.FilterError) -> str:
