@@ -272,6 +272,41 @@ def _check_config(args: argparse.Namespace) -> int:
     return 1 if any(state == "fail" for _, state, _ in rows) else 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """`fluxbot check`: the PR check (#18) of base..head of a repo on disk, for any CI."""
+    import hashlib
+
+    import git
+
+    from bot.fleetcheck import check_change, resolve
+    from commands.planreport import to_json, to_markdown, to_text
+
+    source = Path(args.repo).resolve()
+    try:
+        source_repo = git.Repo(source)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        print(f"fluxbot check: {source} is not a git repository; give --repo the clone of your fleet repo",
+              file=sys.stderr)
+        return 2
+    cache = Path(args.state) if args.state else (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fluxbot" / "check"
+        / hashlib.sha256(str(source).encode()).hexdigest()[:16])
+    workspace = Workspace(str(source), cache, args.branch or "")
+    with workspace.locked():
+        workspace.refresh()
+        base, head = resolve(workspace, args.base, source_repo), resolve(workspace, args.head, source_repo)
+    result = check_change(workspace, base, head, args.base, args.head, args.branch or "")
+    if args.format == "json":
+        import json
+
+        print(json.dumps(to_json(result), indent=2))
+    elif args.format == "markdown":
+        print(to_markdown(result))
+    else:
+        print(to_text(result))
+    return 1 if result.failed else 0
+
+
 def _example_path() -> Path:
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return base / "fluxbot" / "example-repo"
@@ -311,6 +346,15 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--repo", help="the mono-repo, when the config has none")
     check.add_argument("--online", action="store_true", help="also check the Slack token, the repo and the forge")
     check.set_defaults(run=_check_config)
+    plan = sub.add_parser("check", help="render base and head of a change per affected cluster, diff the objects, "
+                                        "run the quality gates (exit 1 when one fails)")
+    plan.add_argument("--repo", default=".", help="the fleet repo's clone (default: the current directory)")
+    plan.add_argument("--base", required=True, help="the commit the change is made against (e.g. origin/main)")
+    plan.add_argument("--head", required=True, help="the commit with the change (e.g. HEAD)")
+    plan.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    plan.add_argument("--branch", help="the branch clusters that track it follow (default: main, or master)")
+    plan.add_argument("--state", help="cache dir for the mirror and renders (default under ~/.cache/fluxbot/check)")
+    plan.set_defaults(run=_check)
     example = sub.add_parser("example-repo", help="write an example Flux mono-repo to DIR")
     example.add_argument("dir")
     example.set_defaults(run=_example_repo)

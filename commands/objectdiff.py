@@ -76,7 +76,7 @@ def diff_objects(base: Iterable[AppliedObject], head: Iterable[AppliedObject]) -
             changes.append(ObjectChange("added", key, _unified(key, None, after.manifest), after.applied_by, after.prune))
         elif after is None and before is not None:
             changes.append(ObjectChange("removed", key, _unified(key, before.manifest, None), before.applied_by, before.prune))
-        elif before is not None and after is not None:
+        elif before is not None and after is not None and before.manifest != after.manifest:
             text = _unified(key, before.manifest, after.manifest)
             if text:
                 changes.append(ObjectChange("changed", key, text, after.applied_by, after.prune))

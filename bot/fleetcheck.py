@@ -1,0 +1,171 @@
+"""Check a change to the fleet (base..head of a git repo): render each affected cluster on both
+sides, run the quality gates on head, and diff the rendered objects (#18).
+
+Called by `fluxbot check` (any CI), `pr show` (local forge) and the PR comment (GitHub). Git is
+read through a `Workspace` mirror; the deciding is done by `commands.affected`,
+`commands.objectdiff` and `commands.planreport`.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.checks import Renderer, _parse, _check_objects
+from bot.workspace import GitReader, Workspace, WorkspaceError
+from commands.affected import AffectedCluster, FileChange, affected_clusters, touches_fleet
+from commands.model import CommandError
+from commands.objectdiff import AppliedObject, diff_objects
+from commands.planreport import CheckResult, ClusterCheck
+from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot
+from commands.substitute import substitute
+
+_FLUX_KUSTOMIZATION = "kustomize.toolkit.fluxcd.io/"
+
+
+@dataclass
+class Side:
+    """One side of the change: a commit and how to name it."""
+
+    commit: str
+    label: str
+    snapshot: RepoSnapshot
+
+
+@dataclass
+class Rendered:
+    objects: list[AppliedObject] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)
+
+
+def resolve(workspace: Workspace, ref: str, source_repo: Any = None) -> str:
+    """The commit `ref` names: looked up in `source_repo` (a git.Repo) when given, then fetched
+    into the mirror by id, so detached CI checkouts and remote-tracking refs work too."""
+    repo = source_repo if source_repo is not None else workspace.repo
+    try:
+        commit = repo.git.rev_parse("--verify", "--end-of-options", f"{ref}^{{commit}}")
+    except Exception:
+        raise WorkspaceError(f"`{ref}` names no commit in {workspace.origin}; give a branch, tag or commit id") from None
+    if source_repo is not None:
+        try:
+            workspace.repo.git.cat_file("-e", f"{commit}^{{commit}}")
+        except Exception:
+            workspace.repo.git.fetch("--quiet", "origin", commit)
+    return commit
+
+
+def changed_files(workspace: Workspace, base: str, head: str) -> list[FileChange]:
+    """What head changes against base (renames with their old path), as `git diff -M` sees it."""
+    out = workspace.repo.git.diff("--name-status", "-M", "-z", base, head)
+    fields = out.split("\0")
+    changes: list[FileChange] = []
+    index = 0
+    while index < len(fields) and fields[index]:
+        status = fields[index]
+        if status[:1] in ("R", "C"):
+            changes.append(FileChange(fields[index + 2], fields[index + 1] if status[:1] == "R" else ""))
+            index += 3
+        else:
+            changes.append(FileChange(fields[index + 1]))
+            index += 2
+    return changes
+
+
+def check_change(workspace: Workspace, base: str, head: str, base_label: str = "", head_label: str = "",
+                 default_branch: str = "") -> CheckResult:
+    """The check of head against base (both commit ids in the workspace's mirror)."""
+    branch = default_branch or workspace.default_branch
+    sides = [Side(commit, label or commit[:12], RepoSnapshot(GitReader(workspace.repo, commit)))
+             for commit, label in ((base, base_label), (head, head_label))]
+    old, new = sides
+    changes = changed_files(workspace, base, head)
+    if not touches_fleet(changes):
+        return CheckResult(old.label, new.label, (), (f"no file under {CLUSTERS_DIR}/, {INFRASTRUCTURE_DIR}/ or apps/ "
+                                                      "changed: nothing to render",))
+    renderer = Renderer(workspace, workspace.render_cache)
+    checks = []
+    for affected in affected_clusters(changes, old.snapshot, new.snapshot):
+        checks.append(_check_cluster(affected, old, new, branch, renderer))
+    return CheckResult(old.label, new.label, tuple(checks))
+
+
+def _check_cluster(affected: AffectedCluster, old: Side, new: Side, branch: str, renderer: Renderer) -> ClusterCheck:
+    if affected.ships_later:
+        return ClusterCheck(affected.name, affected.describe(), ships_later=True)
+    if not renderer.kubectl:
+        return ClusterCheck(affected.name, affected.describe(),
+                            error="cannot render: `kubectl` is not installed here (it runs `kubectl kustomize`)")
+    notes: list[str] = []
+    before = Rendered()
+    if old.snapshot.cluster(affected.name) is not None:
+        try:
+            before = render_cluster(affected.name, old, branch, renderer)
+        except CommandError as error:
+            notes.append(f"! the base does not render either ({error.what}); its objects count as none")
+    after = Rendered()
+    if new.snapshot.cluster(affected.name) is not None:
+        try:
+            after = render_cluster(affected.name, new, branch, renderer)
+        except CommandError as error:
+            return ClusterCheck(affected.name, affected.describe(), gates=tuple(notes),
+                                error=error.what + (f" ({error.hint})" if error.hint else ""))
+    else:
+        notes.append(f"clusters/{affected.name}/ is deleted: every object it had is removed")
+    return ClusterCheck(affected.name, affected.describe(), tuple(diff_objects(before.objects, after.objects)),
+                        tuple(after.gates + notes))
+
+
+def render_cluster(cluster: str, side: Side, default_branch: str, renderer: Renderer) -> Rendered:
+    """Every object Flux applies for `cluster` at `side`, with the Kustomization that applies it;
+    raises CommandError when a gate fails (render, undefined variables, objects without names)."""
+    snapshot = side.snapshot
+    info = snapshot.cluster(cluster)
+    assert info is not None
+    directory = f"{CLUSTERS_DIR}/{cluster}"
+    result = Rendered()
+    layers: list[tuple[str, list[Any]]] = []
+    objects = _check_objects(directory, _parse(renderer.render(side.commit, directory, directory), directory))
+    layers.append((directory, objects))
+    result.gates.append(f"✓ {directory} renders ({len(objects)} objects)")
+    pin = info.pin
+    if pin is not None and pin.kind in ("tag", "branch", "commit"):
+        if pin.kind == "tag":
+            ref, where = f"refs/tags/{pin.value}", f"tag {pin.value}"
+        elif pin.kind == "commit":
+            ref, where = pin.value, f"commit {pin.value[:12]}"
+        elif pin.value == default_branch:
+            ref, where = side.commit, f"branch {pin.value} ({side.label})"
+        else:
+            ref, where = f"refs/heads/{pin.value}", f"branch {pin.value}"
+        label = f"{INFRASTRUCTURE_DIR}/ at {where}"
+        text, undefined = substitute(renderer.render(ref, INFRASTRUCTURE_DIR, label), info.variables)
+        if undefined:
+            raise CommandError(
+                f"quality gate: the infrastructure at {where} uses {', '.join(f'`${{{v}}}`' for v in undefined)}, "
+                f"which `{cluster}` does not set",
+                "add them to its `postBuild.substitute`, or give them defaults (`${name:=default}`)")
+        infra = _check_objects(label, _parse(text, label))
+        layers.append((INFRASTRUCTURE_DIR, infra))
+        result.gates.append(f"✓ {label} renders with {cluster}'s variables, none undefined ({len(infra)} objects)")
+    elif pin is not None:
+        result.gates.append(f"- {INFRASTRUCTURE_DIR}/ not rendered: {pin.kind} pins are not resolved here")
+    appliers = _appliers([obj for _, objs in layers for obj in objs])
+    for layer_dir, objs in layers:
+        name, prune = appliers.get(layer_dir, ("", True))
+        result.objects += [AppliedObject(obj, name, prune) for obj in objs]
+    return result
+
+
+def _appliers(objects: list[Any]) -> dict[str, tuple[str, bool]]:
+    """Directory -> (the Flux Kustomization that applies it, its `prune`), from the rendered objects."""
+    found: dict[str, tuple[str, bool]] = {}
+    for obj in objects:
+        if isinstance(obj, dict) and obj.get("kind") == "Kustomization" and \
+                str(obj.get("apiVersion", "")).startswith(_FLUX_KUSTOMIZATION):
+            spec = obj.get("spec") or {}
+            path = posixpath.normpath(str(spec.get("path") or ".")).lstrip("/")
+            meta = obj.get("metadata") or {}
+            found.setdefault(path.removeprefix("./"),
+                             (f"Kustomization {meta.get('namespace', '')}/{meta.get('name', '')}", spec.get("prune") is True))
+    return found
+

@@ -1,0 +1,118 @@
+"""`fluxbot check` on flux-demo (#18): hand-made changes rendered per affected cluster and diffed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import git, tool
+
+
+@pytest.fixture(autouse=True)
+def _kubectl() -> None:
+    tool("kubectl", "the check renders with `kubectl kustomize`")
+
+
+def _commit(repo: Path, branch: str, edits: dict[str, str | None], message: str = "a hand-made change") -> str:
+    git(repo, "checkout", "-q", "-B", branch, "main")
+    for path, content in edits.items():
+        if content is None:
+            git(repo, "rm", "-q", path)
+        else:
+            (repo / path).write_text(content)
+            git(repo, "add", path)
+    git(repo, "-c", "user.email=dev@example.com", "-c", "user.name=dev", "commit", "-qm", message)
+    git(repo, "checkout", "-q", "main")
+    return branch
+
+
+def _check(repo: Path, tmp_path: Path, capsys, head: str, fmt: str = "json", base: str = "main") -> tuple[int, str]:
+    code = main(["check", "--repo", str(repo), "--base", base, "--head", head, "--format", fmt,
+                 "--state", str(tmp_path / "check-state")])
+    return code, capsys.readouterr().out
+
+
+def _cluster(report: dict, name: str) -> dict:
+    return next(c for c in report["clusters"] if c["cluster"] == name)
+
+
+def test_a_helmrelease_change_in_infrastructure_renders_test_and_ships_later_for_demo(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    release = (flux_demo / "infrastructure/nginx/release.yaml").read_text()
+    assert 'type: "NodePort"' in release
+    _commit(flux_demo, "nginx-lb", {"infrastructure/nginx/release.yaml": release.replace('type: "NodePort"', 'type: "LoadBalancer"')})
+    code, out = _check(flux_demo, tmp_path, capsys, "nginx-lb")
+    report = json.loads(out)
+    assert code == 0 and report["passed"] is True
+    test, demo = _cluster(report, "test"), _cluster(report, "demo")
+    assert (test["result"], test["reason"]) == ("changed", "tracks branch main")
+    assert test["counts"] == {"added": 0, "removed": 0, "changed": 1}
+    changed = test["objects"][0]
+    assert (changed["kind"], changed["namespace"], changed["name"]) == ("HelmRelease", "ingress-nginx", "ingress-nginx")
+    assert "-        type: NodePort\n+        type: LoadBalancer\n" in changed["diff"]
+    assert "${" not in changed["diff"]  # rendered with test's variables, as Flux applies it
+    assert demo["result"] == "ships-later" and "ships with the next release" in demo["reason"]
+    assert "tag v0.3.0" in demo["reason"]
+    # the same as the PR comment
+    code, markdown = _check(flux_demo, tmp_path, capsys, "nginx-lb", "markdown")
+    assert "| demo | ⏭️ ships with the next release |" in markdown
+    assert "<details><summary>changed: HelmRelease ingress-nginx/ingress-nginx" in markdown
+
+
+def test_removing_an_app_from_a_cluster_reports_its_removed_objects(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    empty = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"
+    _commit(flux_demo, "drop-podinfo", {"clusters/demo/apps/kustomization.yaml": empty,
+                                        "clusters/demo/apps/values/podinfo.yaml": None})
+    code, out = _check(flux_demo, tmp_path, capsys, "drop-podinfo")
+    report = json.loads(out)
+    assert code == 0
+    assert [c["cluster"] for c in report["clusters"]] == ["demo"]
+    demo = report["clusters"][0]
+    removed = {(o["kind"], o["namespace"], o["name"]) for o in demo["objects"] if o["change"] == "removed"}
+    assert removed == {("Namespace", "", "podinfo"), ("HelmRepository", "podinfo", "podinfo"), ("HelmRelease", "podinfo", "podinfo")}
+    assert all(o["prune"] for o in demo["objects"])  # applied by Kustomizations with prune: true
+    assert demo["counts"]["added"] == 0
+    code, text = _check(flux_demo, tmp_path, capsys, "drop-podinfo", "text")
+    assert "removed: HelmRelease podinfo/podinfo (Flux prunes it)" in text
+
+
+def test_an_undefined_variable_fails_the_check(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    top = (flux_demo / "infrastructure/kustomization.yaml").read_text()
+    anchor = '          meta_network_zone: "${meta_network_zone}"\n'
+    assert anchor in top
+    _commit(flux_demo, "new-var", {"infrastructure/kustomization.yaml":
+                                   top.replace(anchor, anchor + '          meta_region: "${meta_region}"\n')})
+    code, out = _check(flux_demo, tmp_path, capsys, "new-var")
+    report = json.loads(out)
+    assert code == 1 and report["passed"] is False
+    test = _cluster(report, "test")
+    assert test["result"] == "failed" and "`${meta_region}`" in test["error"] and "`test` does not set" in test["error"]
+    assert _cluster(report, "demo")["result"] == "ships-later"
+
+
+def test_a_change_outside_the_fleet_renders_nothing(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    _commit(flux_demo, "docs", {"README.md": "# docs only\n"})
+    code, out = _check(flux_demo, tmp_path, capsys, "docs", "text")
+    assert code == 0 and "nothing to render" in out
+
+
+def test_a_ref_that_names_no_commit_is_a_clear_error(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    code = main(["check", "--repo", str(flux_demo), "--base", "main", "--head", "no-such-branch",
+                 "--state", str(tmp_path / "s")])
+    captured = capsys.readouterr()
+    assert code == 2 and "`no-such-branch` names no commit" in captured.err and "Traceback" not in captured.err
+    code = main(["check", "--repo", str(tmp_path), "--base", "main", "--head", "main"])
+    assert code == 2 and "is not a git repository" in capsys.readouterr().err
+
+
+def test_a_detached_head_that_no_branch_holds_is_checked(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    # CI checks out the PR's merge commit detached: no branch of the repo names it.
+    git(flux_demo, "checkout", "-q", "--detach")
+    apps = flux_demo / "clusters/demo/apps/values/podinfo.yaml"
+    apps.write_text(apps.read_text().replace("podinfo.production", "podinfo.example.com"))
+    git(flux_demo, "-c", "user.email=dev@example.com", "-c", "user.name=dev", "commit", "-qam", "host")
+    code, out = _check(flux_demo, tmp_path, capsys, "HEAD")
+    demo = _cluster(json.loads(out), "demo")
+    assert code == 0 and demo["counts"]["changed"] == 1
+    assert "+          - host: podinfo.example.com" in demo["objects"][0]["diff"] or "podinfo.example.com" in demo["objects"][0]["diff"]
