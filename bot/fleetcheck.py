@@ -14,9 +14,10 @@ from typing import Any
 from bot.checks import Renderer, _parse, _check_objects
 from bot.workspace import GitReader, Workspace, WorkspaceError
 from commands.affected import AffectedCluster, FileChange, affected_clusters, touches_fleet
-from commands.model import CommandError
+from commands.model import CommandError, Link, Message
 from commands.objectdiff import AppliedObject, diff_objects
-from commands.planreport import CheckResult, ClusterCheck
+from commands.plan import ShowCheck
+from commands.planreport import CheckResult, ClusterCheck, to_message
 from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot
 from commands.substitute import substitute
 
@@ -169,3 +170,31 @@ def _appliers(objects: list[Any]) -> dict[str, tuple[str, bool]]:
                              (f"Kustomization {meta.get('namespace', '')}/{meta.get('name', '')}", spec.get("prune") is True))
     return found
 
+
+
+def pr_check_message(workspace: Workspace, forge: Any, cmd: ShowCheck) -> Message:
+    """`plan <n>` / `pr show <n>`: the check of PR `n`, from where it branched to its head."""
+    pr = forge.get(cmd.number)
+    if pr is None or not pr.head:
+        raise CommandError(f"there is no PR #{cmd.number}", "`prs` lists the open ones")
+    with workspace.locked():
+        workspace.refresh()
+        head = pr.merge_commit or pr.head
+        _fetch(workspace, head)
+        branch = workspace.default_branch
+        if pr.merge_commit:
+            base = workspace.repo.git.rev_parse(f"{head}^1")
+        else:
+            base = workspace.repo.git.merge_base(f"refs/heads/{branch}", head)
+    result = check_change(workspace, base, head, f"{branch}@{base[:12]}", f"#{pr.number}@{head[:12]}", branch)
+    file_diff = workspace.repo.git.diff(base, head) if cmd.with_file_diff else ""
+    message = to_message(result, f"PR #{pr.number}", file_diff)
+    return Message(message.title, message.lines, tone=message.tone, links=(Link(f"PR #{pr.number}", pr.url),))
+
+
+def _fetch(workspace: Workspace, commit: str) -> None:
+    try:
+        workspace.repo.git.cat_file("-e", f"{commit}^{{commit}}")
+    except Exception:
+        # A PR from a fork, or a head the mirror has not fetched: ask for the commit itself.
+        workspace.repo.git.fetch("--quiet", "origin", commit, env=workspace._git_env())

@@ -28,6 +28,7 @@ from commands.freeze import freeze_refusal
 from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
+from commands.plan import ShowCheck
 from commands.registry import COMMANDS as _REGISTRY, error_message, parse
 from commands.repo import RepoSnapshot
 
@@ -181,6 +182,10 @@ class FluxBot:
             return Response([self._reconcile(outcome)])
         if isinstance(outcome, PrAction):
             return Response([self._act_on_pr(outcome, request.user)])
+        if isinstance(outcome, ShowCheck):
+            from bot.fleetcheck import pr_check_message  # renders: only imported when asked
+
+            return Response([pr_check_message(self.workspace, self.forge, outcome)])
         if request.confirm_risky and not request.confirmed and any(p.productive for p in outcome):
             return Response(confirmation=_confirmation(outcome, request), fixed_text=fixed)
         response = Response()
@@ -204,7 +209,8 @@ class FluxBot:
         targets = spec.targets(command)
         if isinstance(command, PrAction):
             targets = tuple(pr.cluster for pr in open_prs if pr.number == command.number)
-        decision = decide(self.policy, spec.action, targets, request.user, request.groups, request.channel)
+        action = None if isinstance(command, ShowCheck) else spec.action  # `pr show` only reads
+        decision = decide(self.policy, action, targets, request.user, request.groups, request.channel)
         if not decision.allowed:
             raise CommandError(f"you may not run `{spec.verb}` here", decision.reason)
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from commands.model import Message, Tone
 from commands.objectdiff import ObjectChange
 
 COMMENT_LIMIT = 65_536
@@ -189,3 +190,26 @@ def to_text(result: CheckResult) -> str:
             out.append(f"  {change.change}: {change.describe()}")
             out += [f"    {line}" for line in change.diff.rstrip().splitlines()]
     return "\n".join(out)
+
+
+def to_message(result: CheckResult, title: str, file_diff: str = "", max_lines: int = 400) -> Message:
+    """The check as a chat reply: per cluster its result and gates, then the diffs, bounded in lines."""
+    lines: list[str] = []
+    lines += list(result.notes)
+    for cluster in result.clusters:
+        lines.append(f"{_ICON[cluster.result]} {cluster.cluster}: {cluster.summary()} ({cluster.reason})")
+        if cluster.error:
+            lines.append(f"    ✗ {cluster.error}")
+        lines += [f"    {gate}" for gate in cluster.gates]
+    for cluster in result.clusters:
+        for change in cluster.changes:
+            lines.append(f"{cluster.cluster}: {change.change} {change.describe()}")
+            lines += [f"    {line}" for line in change.diff.rstrip().splitlines()]
+    if file_diff:
+        lines.append("Files changed:")
+        lines += [f"    {line}" for line in file_diff.rstrip().splitlines()]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"… {len(lines) - max_lines} more lines; `fluxbot check --base {result.base} "
+                                     f"--head {result.head}` prints all of it"]
+    tone: Tone = "error" if result.failed else "success"
+    return Message(f"{title}: {result.headline()}", lines=tuple(lines), tone=tone)

@@ -5,6 +5,7 @@ import difflib
 from typing import Any
 
 from commands import app, audit, diff, freeze, help, onboard, pr, promote, prs, reconcile, release, rollback, status, unlock, versions
+from commands import plan as plan_command  # `plan` below is the registry's own function
 from commands.args import split_words
 from commands.bounds import check_command_length
 from commands.context import CommandSpec, Context
@@ -21,6 +22,7 @@ COMMANDS: dict[str, CommandSpec] = {
         rollback.SPEC,
         prs.SPEC,
         pr.SPEC,
+        plan_command.SPEC,
         onboard.SPEC,
         app.SPEC,
         release.SPEC,

@@ -116,3 +116,32 @@ def test_a_detached_head_that_no_branch_holds_is_checked(flux_demo: Path, tmp_pa
     demo = _cluster(json.loads(out), "demo")
     assert code == 0 and demo["counts"]["changed"] == 1
     assert "+          - host: podinfo.example.com" in demo["objects"][0]["diff"] or "podinfo.example.com" in demo["objects"][0]["diff"]
+
+
+def test_pr_show_prints_the_check_and_the_file_diff_of_a_local_pr(flux_demo: Path, make_bot) -> None:
+    from tests.conftest import say
+
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    shown = say(bot, "pr show 1")
+    assert "PR #1: fluxbot check passed: changes demo" in shown
+    assert "demo: " in shown and "(clusters/demo/ changed)" in shown
+    assert "✓ infrastructure/ at tag v0.4.0 renders with demo's variables" in shown
+    # v0.4.0 brings the layer of Flux Kustomizations per component
+    assert "demo: added Kustomization flux-system/nginx" in shown
+    assert "Files changed:" in shown and "-    tag: v0.3.0" in shown and "+    tag: v0.4.0" in shown
+    planned = say(bot, "plan 1")
+    assert "demo: added Kustomization flux-system/nginx" in planned and "Files changed:" not in planned
+    assert "there is no PR #9" in say(bot, "plan 9")
+    assert "is not a PR number" in say(bot, "pr show x")
+
+
+def test_pr_show_is_a_read_where_merge_is_a_write(flux_demo: Path, make_bot) -> None:
+    from commands.permissions import Policy
+    from tests.conftest import say
+
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo")
+    bot.policy = Policy(read_channels=("*",))  # reads everywhere, no one may write
+    assert "you may not run `pr`" in say(bot, "pr merge 1")
+    assert "fluxbot check passed" in say(bot, "pr show 1")
