@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +54,10 @@ def percentile(values: list[float], p: float) -> float:
 
 # -- a generated big mono-repo, through git fast-import (seconds, not minutes) ---------------------
 
-def cluster_yaml(name: str, tag: str) -> str:
+def cluster_yaml(name: str, tag: str, pin: str = "tag") -> str:
     return (f"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: infrastructure\n"
             f"  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/fleet.git\n  ref:\n"
-            f"    tag: {tag}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
+            f"    {pin}: {tag}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
             f"  name: infrastructure\n  namespace: flux-system\nspec:\n  interval: 5m\n  sourceRef:\n"
             f"    kind: GitRepository\n    name: infrastructure\n  path: ./infrastructure/\n  prune: true\n"
             f"  postBuild:\n    substitute:\n      meta_cluster_name: \"{name}\"\n")
@@ -67,8 +68,9 @@ def release_yaml(name: str, version: str) -> str:
             f"spec:\n  interval: 30m\n  chart:\n    spec:\n      chart: {name}\n      version: \"{version}\"\n")
 
 
-def big_repo(target: Path, clusters: int, components: int, tags: int, commits: int) -> Path:
-    """A repo with `clusters` clusters, `components` HelmReleases, `tags` releases, `commits` commits."""
+def big_repo(target: Path, clusters: int, components: int, tags: int, commits: int, tracking: int = 0) -> Path:
+    """A repo with `clusters` clusters (the last `tracking` of them track main), `components`
+    HelmReleases, `tags` releases, `commits` commits."""
     target.mkdir(parents=True)
     git(target, "init", "-q", "-b", "main")
     stream: list[str] = []
@@ -87,7 +89,8 @@ def big_repo(target: Path, clusters: int, components: int, tags: int, commits: i
         files: dict[str, int] = {}
         if n == 0:
             for c in range(clusters):
-                files[f"clusters/c{c:04d}/infrastructure.yaml"] = blob(cluster_yaml(f"c{c:04d}", "v0.0.1"))
+                pin = ("branch", "main") if c >= clusters - tracking else ("tag", "v0.0.1")
+                files[f"clusters/c{c:04d}/infrastructure.yaml"] = blob(cluster_yaml(f"c{c:04d}", pin[1], pin[0]))
             for k in range(components):
                 files[f"infrastructure/comp{k:02d}/release.yaml"] = blob(release_yaml(f"comp{k:02d}", "1.0.0"))
             files["CHANGELOG.md"] = blob("# Changelog\n\n## [Unreleased]\n")
@@ -109,6 +112,16 @@ def big_repo(target: Path, clusters: int, components: int, tags: int, commits: i
     return target
 
 
+def commit_change(repo: Path, branch: str, path: str, old: str, new: str) -> str:
+    """A branch off main that replaces `old` by `new` in `path` (a hand-made PR)."""
+    git(repo, "checkout", "-q", "-B", branch, "main")
+    file = repo / path
+    file.write_text(file.read_text().replace(old, new, 1))
+    git(repo, "-c", "user.email=b@example.com", "-c", "user.name=Bench", "commit", "-qam", f"bench: {path}")
+    git(repo, "checkout", "-q", "main")
+    return branch
+
+
 # -- measurements -----------------------------------------------------------------------------
 
 def measure_promote(repo: Path, state: Path, cluster: str, version: str, rounds: int, checks: bool) -> list[float]:
@@ -125,6 +138,36 @@ def measure_promote(repo: Path, state: Path, cluster: str, version: str, rounds:
         number = bot.forge.open_prs()[0].number
         bot.handle(f"pr close {number}", "bench")
     return times
+
+
+def measure_check(repo: Path, state: Path, head: str) -> tuple[float, float, str]:
+    """`fluxbot check` as CI runs it (a fresh process): cold (no mirror, no renders), then warm."""
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "bot.cli", "check", "--repo", str(repo), "--base", "main",
+                              "--head", head, "--format", "json", "--state", str(state)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=900)
+        times.append((time.perf_counter() - start) * 1000)
+        if run.returncode != 0:
+            raise RuntimeError(f"fluxbot check failed: {run.stderr or run.stdout[-2000:]}")
+    summary = json.loads(run.stdout)["summary"]
+    return round(times[0], 1), round(times[1], 1), summary
+
+
+def measure_startup(args: list[str], rounds: int) -> tuple[float, list[str]]:
+    """Median wall time of `fluxbot <args>` in a fresh process, and which heavy clients it imported."""
+    probe = ("import sys, runpy; sys.argv = ['fluxbot', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('bot.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('IMPORTED', *[m for m in ('kubernetes', 'github', 'slack_bolt') if m in sys.modules], file=sys.stderr)")
+    times, heavy = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
+                             input="", timeout=60)
+        times.append((time.perf_counter() - start) * 1000)
+        heavy = next((line.split()[1:] for line in run.stderr.splitlines() if line.startswith("IMPORTED")), heavy)
+    return round(statistics.median(times), 1), heavy
 
 
 def measure_git_floor(repo: Path, work: Path, path: str, old: str, new: str, rounds: int) -> list[float]:
@@ -291,6 +334,24 @@ def main() -> int:
         else:
             results["reconcile_notify_ms"] = f"skipped: {FLUX_FIXTURES} is missing"
 
+        # `fluxbot check` (#18): start-up, then a one-cluster change and an infrastructure/ change, cold and warm
+        for command in (["check", "--help"], ["shell", "--repo", str(example), "--state", str(work / "s-startup")]):
+            ms, heavy = measure_startup(command, 3 if quick else 7)
+            results[f"startup_{command[0]}_ms"] = ms
+            results[f"startup_{command[0]}_imports"] = ", ".join(heavy) or "no kubernetes/github/slack clients"
+        if FLUX_DEMO.exists() and shutil.which("kubectl"):
+            demo = work / "flux-demo-check"
+            git(work, "clone", "-q", str(FLUX_DEMO), str(demo))
+            git(demo, "checkout", "-q", "main")
+            one = commit_change(demo, "one", "clusters/demo/apps/values/podinfo.yaml", "podinfo.production", "podinfo.example")
+            infra = commit_change(demo, "infra", "infrastructure/nginx/release.yaml", '"NodePort"', '"LoadBalancer"')
+            for label, head in (("one_cluster", one), ("infrastructure", infra)):
+                cold, warm, summary = measure_check(demo, work / f"check-demo-{label}", head)
+                results[f"check_fluxdemo_{label}_cold_ms"], results[f"check_fluxdemo_{label}_warm_ms"] = cold, warm
+                results[f"check_fluxdemo_{label}_result"] = summary
+        else:
+            results["check_fluxdemo"] = "skipped: ../shared or kubectl is missing"
+
         # ack latency while promotions run in the background
         app = SlackApp(example, work / "s3")
         try:
@@ -327,6 +388,17 @@ def main() -> int:
             for label, values in timings.items():
                 results[f"bigrepo_{size}_{label}_ms"] = round(statistics.median(values), 1)
             results[f"bigrepo_{size}_promote_first_ms"] = round(timings["promote"][0], 1)
+            if size == sizes[-1] and shutil.which("kubectl"):
+                # the same repo with 10 clusters tracking main: a cluster file change renders one cluster,
+                # an infrastructure/ change the 10 trackers (the infrastructure once per side)
+                tracked = big_repo(work / f"bigcheck{size}", size, components, tags, min(commits, 1000), tracking=10)
+                one = commit_change(tracked, "one", "clusters/c0001/infrastructure.yaml", "interval: 5m", "interval: 6m")
+                infra = commit_change(tracked, "infra", "infrastructure/comp01/release.yaml", "interval: 30m", "interval: 31m")
+                for label, head in (("one_cluster", one), ("infrastructure", infra)):
+                    cold, warm, summary = measure_check(tracked, work / f"check-big-{label}", head)
+                    results[f"check_bigrepo_{size}_{label}_cold_ms"] = cold
+                    results[f"check_bigrepo_{size}_{label}_warm_ms"] = warm
+                    results[f"check_bigrepo_{size}_{label}_result"] = summary
         results["bigrepo_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
         # concurrency through the HTTP app: 50 promotions to 50 clusters, 20 identical requests
