@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from bot.checks import Renderer, _parse, _check_objects
 from bot.workspace import GitReader, Workspace, WorkspaceError
@@ -73,8 +73,9 @@ def changed_files(workspace: Workspace, base: str, head: str) -> list[FileChange
 
 
 def check_change(workspace: Workspace, base: str, head: str, base_label: str = "", head_label: str = "",
-                 default_branch: str = "") -> CheckResult:
-    """The check of head against base (both commit ids in the workspace's mirror)."""
+                 default_branch: str = "", checkpoint: Callable[[], None] = lambda: None) -> CheckResult:
+    """The check of head against base (both commit ids in the workspace's mirror); `checkpoint`
+    is called before each cluster (a superseded PR check raises there)."""
     branch = default_branch or workspace.default_branch
     sides = [Side(commit, label or commit[:12], RepoSnapshot(GitReader(workspace.repo, commit)))
              for commit, label in ((base, base_label), (head, head_label))]
@@ -86,6 +87,7 @@ def check_change(workspace: Workspace, base: str, head: str, base_label: str = "
     renderer = Renderer(workspace, workspace.render_cache)
     checks = []
     for affected in affected_clusters(changes, old.snapshot, new.snapshot):
+        checkpoint()
         checks.append(_check_cluster(affected, old, new, branch, renderer))
     return CheckResult(old.label, new.label, tuple(checks))
 
