@@ -11,15 +11,15 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bot.checks import Renderer, _parse, _check_objects
-from bot.workspace import GitReader, Workspace, WorkspaceError
+from bot.git.checks import CheckReport, _Walk
+from bot.git.render import ORIGIN_ANNOTATION, Renderer
+from bot.git.workspace import GitReader, Workspace, WorkspaceError
 from commands.affected import AffectedCluster, FileChange, affected_clusters, touches_fleet
 from commands.model import CommandError, Link, Message
 from commands.objectdiff import AppliedObject, diff_objects
 from commands.plan import ShowCheck
 from commands.planreport import CheckResult, ClusterCheck, to_message
 from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot
-from commands.substitute import substitute
 
 _FLUX_KUSTOMIZATION = "kustomize.toolkit.fluxcd.io/"
 
@@ -119,44 +119,32 @@ def _check_cluster(affected: AffectedCluster, old: Side, new: Side, branch: str,
 
 
 def render_cluster(cluster: str, side: Side, default_branch: str, renderer: Renderer) -> Rendered:
-    """Every object Flux applies for `cluster` at `side`, with the Kustomization that applies it;
-    raises CommandError when a gate fails (render, undefined variables, objects without names)."""
-    snapshot = side.snapshot
-    info = snapshot.cluster(cluster)
+    """Every object Flux applies for `cluster` at `side` (the cluster directory, then each nested
+    Flux Kustomization of the repo at its revision, substituted), with the Kustomization that
+    applies it; raises CommandError when a gate fails (render, undefined variables, schemas)."""
+    info = side.snapshot.cluster(cluster)
     assert info is not None
-    directory = f"{CLUSTERS_DIR}/{cluster}"
-    result = Rendered()
-    layers: list[tuple[str, list[Any]]] = []
-    objects = _check_objects(directory, _parse(renderer.render(side.commit, directory, directory), directory))
-    layers.append((directory, objects))
-    result.gates.append(f"✓ {directory} renders ({len(objects)} objects)")
-    pin = info.pin
-    if pin is not None and pin.kind in ("tag", "branch", "commit"):
-        if pin.kind == "tag":
-            ref, where = f"refs/tags/{pin.value}", f"tag {pin.value}"
-        elif pin.kind == "commit":
-            ref, where = pin.value, f"commit {pin.value[:12]}"
-        elif pin.value == default_branch:
-            ref, where = side.commit, f"branch {pin.value} ({side.label})"
-        else:
-            ref, where = f"refs/heads/{pin.value}", f"branch {pin.value}"
-        label = f"{INFRASTRUCTURE_DIR}/ at {where}"
-        text, undefined = substitute(renderer.render(ref, INFRASTRUCTURE_DIR, label), info.variables)
-        if undefined:
-            raise CommandError(
-                f"quality gate: the infrastructure at {where} uses {', '.join(f'`${{{v}}}`' for v in undefined)}, "
-                f"which `{cluster}` does not set",
-                "add them to its `postBuild.substitute`, or give them defaults (`${name:=default}`)")
-        infra = _check_objects(label, _parse(text, label))
-        layers.append((INFRASTRUCTURE_DIR, infra))
-        result.gates.append(f"✓ {label} renders with {cluster}'s variables, none undefined ({len(infra)} objects)")
-    elif pin is not None:
-        result.gates.append(f"- {INFRASTRUCTURE_DIR}/ not rendered: {pin.kind} pins are not resolved here")
-    appliers = _appliers([obj for _, objs in layers for obj in objs])
-    for layer_dir, objs in layers:
-        name, prune = appliers.get(layer_dir, ("", True))
-        result.objects += [AppliedObject(obj, name, prune) for obj in objs]
+    report = CheckReport()
+    # The walk `run_checks` does before a push, so a PR is judged exactly as fluxbot's own changes are.
+    walk = _Walk(cluster, side.commit, default_branch, info.pin, info.backref.name if info.backref else "",
+                 renderer, report)
+    walk.run()
+    appliers = _appliers([obj for rendered in walk.rendered for obj in rendered.objects])
+    result = Rendered(gates=[line.strip() for line in report.lines])
+    for rendered in walk.rendered:
+        name, prune = appliers.get(rendered.layer.directory, (rendered.layer.owner.split(" (")[0], True))
+        result.objects += [AppliedObject(_as_applied(obj), name, prune) for obj in rendered.objects]
     return result
+
+
+def _as_applied(obj: Any) -> Any:
+    """The object as the cluster gets it: without the annotation the renderer adds to name its file."""
+    annotations = ((obj.get("metadata") or {}).get("annotations") or {}) if isinstance(obj, dict) else {}
+    if ORIGIN_ANNOTATION not in annotations:
+        return obj
+    rest = {k: v for k, v in annotations.items() if k != ORIGIN_ANNOTATION}
+    metadata = {k: v for k, v in obj["metadata"].items() if k != "annotations"} | ({"annotations": rest} if rest else {})
+    return {**obj, "metadata": metadata}
 
 
 def _appliers(objects: list[Any]) -> dict[str, tuple[str, bool]]:

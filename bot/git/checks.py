@@ -227,8 +227,11 @@ class _Walk:
             return None
         here = (source.ref, directory)
         ancestry = parent.ancestry + ((parent.source.ref, parent.directory),)
-        if here == ancestry[0]:
-            return None  # the cluster's own flux-system Kustomization: it applies the directory being checked
+        if here in (ancestry[0], ancestry[-1]):
+            # A Kustomization found in the very directory it applies (the cluster's own flux-system one,
+            # or a component's base.yaml in a directory without kustomization.yaml, as in flux-demo's
+            # infrastructure/rbac-manager/): Flux re-applies itself, no new layer and no cycle.
+            return None
         if here in ancestry:
             raise CommandError(
                 f"quality gate: {owner} applies ./{directory}, which is already being applied above it: a cycle "

@@ -91,6 +91,16 @@ def test_an_undefined_variable_fails_the_check(flux_demo: Path, tmp_path: Path, 
     assert _cluster(report, "demo")["result"] == "ships-later"
 
 
+def test_an_undefined_variable_in_a_nested_kustomization_fails_naming_the_object(flux_demo: Path, tmp_path: Path, capsys) -> None:
+    release = (flux_demo / "infrastructure/nginx/release.yaml").read_text()
+    _commit(flux_demo, "replicas", {"infrastructure/nginx/release.yaml": release.replace(
+        '        type: "NodePort"\n', '        type: "NodePort"\n      replicaCount: "${infrastructure_nginx_replicas}"\n')})
+    code, out = _check(flux_demo, tmp_path, capsys, "replicas", "markdown")
+    assert code == 1
+    assert "❌ fluxbot check failed for test" in out
+    assert "`${infrastructure_nginx_replicas}`" in out and "HelmRelease ingress-nginx/ingress-nginx" in out
+
+
 def test_a_change_outside_the_fleet_renders_nothing(flux_demo: Path, tmp_path: Path, capsys) -> None:
     _commit(flux_demo, "docs", {"README.md": "# docs only\n"})
     code, out = _check(flux_demo, tmp_path, capsys, "docs", "text")
@@ -115,7 +125,7 @@ def test_a_detached_head_that_no_branch_holds_is_checked(flux_demo: Path, tmp_pa
     code, out = _check(flux_demo, tmp_path, capsys, "HEAD")
     demo = _cluster(json.loads(out), "demo")
     assert code == 0 and demo["counts"]["changed"] == 1
-    assert "+          - host: podinfo.example.com" in demo["objects"][0]["diff"] or "podinfo.example.com" in demo["objects"][0]["diff"]
+    assert "-  - host: podinfo.production\n+  - host: podinfo.example.com\n" in demo["objects"][0]["diff"].replace("    ", "")
 
 
 def test_pr_show_prints_the_check_and_the_file_diff_of_a_local_pr(flux_demo: Path, make_bot) -> None:
@@ -126,7 +136,7 @@ def test_pr_show_prints_the_check_and_the_file_diff_of_a_local_pr(flux_demo: Pat
     shown = say(bot, "pr show 1")
     assert "PR #1: fluxbot check passed: changes demo" in shown
     assert "demo: " in shown and "(clusters/demo/ changed)" in shown
-    assert "✓ infrastructure/ at tag v0.4.0 renders with demo's variables" in shown
+    assert "✓ infrastructure at v0.4.0 renders with demo's variables" in shown
     # v0.4.0 brings the layer of Flux Kustomizations per component
     assert "demo: added Kustomization flux-system/nginx" in shown
     assert "Files changed:" in shown and "-    tag: v0.3.0" in shown and "+    tag: v0.4.0" in shown
