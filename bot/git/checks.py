@@ -227,10 +227,12 @@ class _Walk:
             return None
         here = (source.ref, directory)
         ancestry = parent.ancestry + ((parent.source.ref, parent.directory),)
-        if here in (ancestry[0], ancestry[-1]):
-            # A Kustomization found in the very directory it applies (the cluster's own flux-system one,
-            # or a component's base.yaml in a directory without kustomization.yaml, as in flux-demo's
-            # infrastructure/rbac-manager/): Flux re-applies itself, no new layer and no cycle.
+        if here == ancestry[0]:
+            return None  # the cluster's own flux-system Kustomization: it applies the directory being checked
+        if here == ancestry[-1] and owner.split(" (")[0] == parent.owner.split(" (")[0]:
+            # The Kustomization that applies this layer, found in it again (a component's base.yaml in a
+            # directory without kustomization.yaml, as flux-demo's infrastructure/rbac-manager/ on main):
+            # Flux re-applies itself, like flux-system does; no new layer and no cycle.
             return None
         if here in ancestry:
             raise CommandError(
