@@ -8,10 +8,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
-
-from github import Auth
 
 from bot.config import ConfigError, ForgeSettings, Settings, SlackSettings, load_settings
 from bot.logs import REDACTOR, setup_logging
@@ -25,6 +23,12 @@ from bot.service import FluxBot, Request, Response
 from bot.store import Store
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
+
+if TYPE_CHECKING:
+    from github import Auth
+
+# The GitHub client (and, through the forge, requests and jwt) is imported where it is used:
+# `fluxbot check` and `fluxbot shell` on the local forge never need it, and CI pays for every import.
 
 
 def build_bot(settings: Settings) -> FluxBot:
@@ -45,6 +49,8 @@ def _clusters(settings: Settings) -> dict[str, FluxCluster]:
 
 
 def _github_auth(forge: ForgeSettings) -> Auth.Auth:
+    from github import Auth
+
     if forge.app_id:
         try:
             key = Path(forge.app_private_key_file).read_text()
@@ -58,6 +64,8 @@ def _github_auth(forge: ForgeSettings) -> Auth.Auth:
 
 
 def _github_bot(settings: Settings) -> FluxBot:
+    from github import Auth
+
     from bot.forge.github import GitHubForge, git_url_for
 
     forge_settings = settings.forge

@@ -155,3 +155,22 @@ def test_pr_show_is_a_read_where_merge_is_a_write(flux_demo: Path, make_bot) -> 
     bot.policy = Policy(read_channels=("*",))  # reads everywhere, no one may write
     assert "you may not run `pr`" in say(bot, "pr merge 1")
     assert "fluxbot check passed" in say(bot, "pr show 1")
+
+
+def test_flux_plan_in_slack_answers_the_summary_per_cluster_with_the_prs_link(slack_app, slack_standin) -> None:
+    from commands.permissions import Policy, Rule
+
+    harness = slack_app(Policy(rules=(Rule(actions=("rollback",), clusters=("*",), users=("U_ALICE",)),),
+                               read_channels=("C_OPS",)))
+    harness.command("rollback demo")
+    slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "Opened: PR #1" in p["text"]])
+    harness.command("plan 1", user="U_BOB")  # a read: anyone in a read channel
+    answer = slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "PR #1: fluxbot check" in p["text"]])[0]
+    header = answer["blocks"][0]["text"]["text"]
+    assert "PR #1: fluxbot check passed: changes demo" in header
+    section = next(b for b in answer["blocks"] if b["type"] == "section")["text"]["text"]
+    assert section.startswith("🟡 demo: ") and "(clusters/demo/ changed)" in section
+    assert len(section) <= 3000  # Slack's cap on a section's text
+    buttons = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    others = [b["text"]["text"] for b in answer["blocks"] if b["type"] == "section"]
+    assert any("PR #1" in e["text"]["text"] for e in buttons) or any("local://" in t for t in others)
