@@ -232,7 +232,11 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
                 logging.getLogger(__name__).exception("sweeping expired change requests failed")
 
     threading.Thread(target=upkeep, name="gate-upkeep", daemon=True).start()
-    return GitHubWebhook(secret, bot.store, gate.on_event)
+    from bot.prcheck import PrChecks, fan_out
+
+    # Every PR touching the fleet gets its rendered check (#18); the gate decides on approvals.
+    checks = PrChecks(bot.workspace, bot.forge)
+    return GitHubWebhook(secret, bot.store, fan_out(checks.on_event, gate.on_event))
 
 
 def _check_config(args: argparse.Namespace) -> int:

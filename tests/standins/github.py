@@ -40,6 +40,19 @@ class _Failure:
     times: int
 
 
+# GitHub refuses a comment body over 65,536 characters with 422 Validation Failed, resource
+# IssueComment, "body is too long (maximum is 65536 characters)" (the REST description has no
+# maxLength; the answer is as reported in danger/danger#424 and telia-oss/github-pr-resource#259).
+COMMENT_BODY_LIMIT = 65_536
+
+
+def _too_long() -> tuple[int, Any, dict[str, str]]:
+    return 422, {"message": "Validation Failed", "errors": [
+        {"resource": "IssueComment", "code": "custom", "field": "body",
+         "message": f"body is too long (maximum is {COMMENT_BODY_LIMIT} characters)"}],
+        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment"}, {}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -61,6 +74,7 @@ class GitHubStandIn:
     outage: int = 0  # while set, every API request is answered with this status (an incident)
 
     def __post_init__(self) -> None:
+        self._comment_at: dict[int, tuple[int, int]] = {}  # comment id -> (issue number, index in comments)
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -121,6 +135,15 @@ class GitHubStandIn:
         )
         repo["owner"] = {**repo["owner"], "login": self.owner}
         return repo
+
+    def _comment(self, comment_id: int) -> dict[str, Any]:
+        """An `issue-comment` as the REST API returns it (the fields PyGithub reads)."""
+        number, index = self._comment_at[comment_id]
+        return {"id": comment_id, "node_id": f"IC_{comment_id}", "url": self._api(f"/issues/comments/{comment_id}"),
+                "html_url": f"https://github.example/{self.full_name}/pull/{number}#issuecomment-{comment_id}",
+                "issue_url": self._api(f"/issues/{number}"), "body": self.comments[number][index],
+                "user": {"login": "fluxbot[bot]", "id": 1, "type": "Bot"}, "created_at": _now(), "updated_at": _now(),
+                "author_association": "NONE"}
 
     def _pull(self, number: int, title: str, body: str, head: str, sha: str, base: str, user: str) -> dict[str, Any]:
         pr = copy.deepcopy(self.templates["pull_request"])
@@ -210,8 +233,30 @@ class GitHubStandIn:
                                          "default": False, "url": self._api(f"/labels/{name}")})
             return 200, pr["labels"], {}
         if (m := re.fullmatch(r"/issues/(\d+)/comments", path)) and method == "POST":
+            if len(body.get("body") or "") > COMMENT_BODY_LIMIT:
+                return _too_long()
             self.comments.setdefault(int(m[1]), []).append(body["body"])
-            return 201, {"id": len(self.comments[int(m[1])]), "body": body["body"], "url": self._api(path)}, {}
+            comment_id = len(self._comment_at) + 1
+            self._comment_at[comment_id] = (int(m[1]), len(self.comments[int(m[1])]) - 1)
+            return 201, self._comment(comment_id), {}
+        if (m := re.fullmatch(r"/issues/(\d+)/comments", path)) and method == "GET":
+            # https://docs.github.com/en/rest/issues/comments#list-issue-comments (oldest first, paginated)
+            ids = [cid for cid, (number, _) in self._comment_at.items() if number == int(m[1])]
+            per_page, page = int(query.get("per_page", ["30"])[0]), int(query.get("page", ["1"])[0])
+            chunk = ids[(page - 1) * per_page: page * per_page]
+            headers = {}
+            if page * per_page < len(ids):
+                headers["Link"] = f'<{self._api(path)}?per_page={per_page}&page={page + 1}>; rel="next"'
+            return 200, [self._comment(cid) for cid in chunk], headers
+        if (m := re.fullmatch(r"/issues/comments/(\d+)", path)) and method == "PATCH":
+            # https://docs.github.com/en/rest/issues/comments#update-an-issue-comment
+            where = self._comment_at.get(int(m[1]))
+            if where is None:
+                return 404, {"message": "Not Found"}, {}
+            if len(body.get("body") or "") > COMMENT_BODY_LIMIT:
+                return _too_long()
+            self.comments[where[0]][where[1]] = body["body"]
+            return 200, self._comment(int(m[1])), {}
         if (m := re.fullmatch(r"/statuses/([0-9a-f]{40})", path)) and method == "POST":
             status = {"state": body["state"], "context": body.get("context", "default"),
                       "description": body.get("description"), "target_url": body.get("target_url"),
