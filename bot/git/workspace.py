@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,12 @@ from commands.yamledit import rebase_edit
 log = logging.getLogger(__name__)
 
 _ZERO = "0" * 40
+# Every git call that talks to origin is bounded: curl gives up below 1 KB/s for 30 s, ssh on a dead
+# connection, and whatever is left (an origin that accepts and never answers) is killed at the hard
+# limit. The error then takes the outage path (OriginUnavailable): retried later, user told once.
+GIT_NETWORK_TIMEOUT_SECONDS = 300.0
+GIT_LOW_SPEED_BYTES = 1000
+GIT_LOW_SPEED_SECONDS = 30
 _TREE = 0o40000
 BOT_IDENTITY = {
     "GIT_AUTHOR_NAME": "fluxbot",
@@ -196,6 +203,7 @@ class Workspace:
         self._listings = Listings()
         self._loose: LooseObjectDB | None = None
         self._lock = threading.RLock()
+        self._fetch_lock = threading.Lock()
         self._repo: git.Repo | None = None
         self._readers = threading.local()
 
@@ -206,7 +214,11 @@ class Workspace:
         the mirror's config; it is read fresh for every call, so refreshed app tokens apply.
         """
         token = self._credentials() if self._credentials else None
-        env = {"GIT_TERMINAL_PROMPT": "0"}
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_HTTP_LOW_SPEED_LIMIT": str(GIT_LOW_SPEED_BYTES),
+               "GIT_HTTP_LOW_SPEED_TIME": str(GIT_LOW_SPEED_SECONDS)}
+        if not (os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")):
+            env["GIT_SSH_COMMAND"] = (f"ssh -o BatchMode=yes -o ConnectTimeout={GIT_LOW_SPEED_SECONDS} "
+                                      f"-o ServerAliveInterval=10 -o ServerAliveCountMax={GIT_LOW_SPEED_SECONDS // 10}")
         if token:
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             env.update(
@@ -215,6 +227,32 @@ class Workspace:
                 GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
             )
         return env
+
+    def _network(self, git_cmd: git.Git, *args: str) -> str:
+        """A git command that talks to origin, bounded by the low-speed limits and the hard limit."""
+        return git_cmd.execute(["git", *args], env=self._git_env(), kill_after_timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+
+    @contextmanager
+    def fetching(self, wait: bool) -> Iterator[bool]:
+        """One fetch into the mirror at a time (threads and processes); yields False, without
+        waiting, when another is in flight and `wait` is False: the caller then reads the mirror as it is."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if not self._fetch_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            with open(self.cache_dir / "fetch.lock", "w") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            self._fetch_lock.release()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -237,7 +275,8 @@ class Workspace:
         if (self.mirror_path / "HEAD").exists():
             return git.Repo(self.mirror_path)
         try:
-            repo = git.Repo.clone_from(self.origin, self.mirror_path, bare=True, env=self._git_env())
+            self._network(git.Git(), "clone", "--bare", "-q", "--", self.origin, str(self.mirror_path))
+            repo = git.Repo(self.mirror_path)
         except GitCommandError as exc:
             shutil.rmtree(self.mirror_path, ignore_errors=True)
             raise _error(exc, f"cannot clone the repository {self.origin}: {_git_reason(exc)}") from None
@@ -246,12 +285,21 @@ class Workspace:
             config.add_value('remote "origin"', "fetch", "+refs/tags/*:refs/tags/*")
         return repo
 
-    def refresh(self) -> None:
-        """Bring the mirror up to date with origin (branches, tags, deletions)."""
-        try:
-            self.repo.git.fetch("--prune", "--prune-tags", "--force", "origin", env=self._git_env())
-        except GitCommandError as exc:
-            raise _error(exc, f"cannot fetch from the repository: {_git_reason(exc)}") from None
+    def refresh(self, wait: bool = True) -> None:
+        """Bring the mirror up to date with origin (branches, tags, deletions).
+
+        Never under the mirror lock: git updates refs atomically, so reads go on meanwhile. With
+        `wait` False, a fetch already in flight is not waited for (nor repeated).
+        """
+        with self.locked():
+            repo = self.repo  # the first call clones the mirror
+        with self.fetching(wait) as mine:
+            if not mine:
+                return
+            try:
+                self._network(repo.git, "fetch", "--prune", "--prune-tags", "--force", "origin")
+            except GitCommandError as exc:
+                raise _error(exc, f"cannot fetch from the repository: {_git_reason(exc)}") from None
 
     @property
     def default_branch(self) -> str:
@@ -264,10 +312,11 @@ class Workspace:
         return self.repo.head.reference.name
 
     def reader(self, refresh: bool = True) -> GitReader:
-        """A reader at the current tip of the default branch."""
+        """A reader at the current tip of the default branch (the mirror as it is, if another
+        request's fetch is in flight)."""
+        if refresh:
+            self.refresh(wait=False)
         with self.locked():
-            if refresh:
-                self.refresh()
             branch = self.default_branch
             try:
                 head = self.repo.git.rev_parse("--verify", f"refs/heads/{branch}^{{commit}}")
@@ -285,7 +334,10 @@ class Workspace:
 
     def branch_head(self, branch: str) -> str | None:
         """The commit a branch points to on origin, or None when origin has no such branch."""
-        out = self.repo.git.ls_remote("--heads", self.origin, f"refs/heads/{branch}", env=self._git_env())
+        try:
+            out = self._network(self.repo.git, "ls-remote", "--heads", self.origin, f"refs/heads/{branch}")
+        except GitCommandError as exc:
+            raise _error(exc, f"cannot read the branch {branch} from the repository: {_git_reason(exc)}") from None
         return out.split()[0] if out else None
 
     @retry(
@@ -302,8 +354,8 @@ class Workspace:
         the mirror's object store (no checkout), and the quality checks run on it before the
         push. Returns the pushed commit and the checks' report.
         """
+        self.refresh()
         with self.locked():
-            self.refresh()
             tip = self.repo.git.rev_parse(f"refs/heads/{self.default_branch}")
             base = GitReader(self._reader_repo(), tip, self._listings)
             files = {edit.path: _rebased(edit, base.read(tip, edit.path)) for edit in plan.edits}
@@ -317,7 +369,7 @@ class Workspace:
             snapshot = RepoSnapshot(base.derive(commit, blobs))
             report = run_checks(plan, commit, files, snapshot, Renderer(self, self.render_cache), self.default_branch)
         try:
-            self.repo.git.push("--force", self.origin, f"{commit}:refs/heads/{plan.branch}", env=self._git_env())
+            self._network(self.repo.git, "push", "--force", self.origin, f"{commit}:refs/heads/{plan.branch}")
         except GitCommandError as exc:
             kind = _PushUnreachable if _unreachable(exc) else _PushRejected
             raise kind(f"cannot push the branch {plan.branch}: {_git_reason(exc)}") from None
@@ -426,22 +478,22 @@ class Workspace:
 
     def tag(self, commit: str, name: str, message: str) -> None:
         """Create the annotated tag `name` on `commit` and push it to origin."""
-        with self.locked():
-            try:
+        try:
+            with self.locked():
                 self.repo.git.tag("-a", name, "-m", message, commit, env=BOT_IDENTITY)
-                self.repo.git.push(self.origin, f"refs/tags/{name}", env=self._git_env())
-            except GitCommandError as exc:
-                raise WorkspaceError(f"cannot tag {commit[:12]} as {name}: {_git_reason(exc)}") from None
+            self._network(self.repo.git, "push", self.origin, f"refs/tags/{name}")
+        except GitCommandError as exc:
+            raise _error(exc, f"cannot tag {commit[:12]} as {name}: {_git_reason(exc)}") from None
 
     def delete_branch(self, branch: str) -> None:
         """Remove a branch from origin (a no-op when it is already gone)."""
-        with self.locked():
-            if self.branch_head(branch) is None:
-                return
-            try:
-                self.repo.git.push(self.origin, f":refs/heads/{branch}", env=self._git_env())
-            except GitCommandError as exc:
-                raise WorkspaceError(f"cannot delete the branch {branch}: {_git_reason(exc)}") from None
+        # Only origin changes: the mirror is not touched, so no lock is held.
+        if self.branch_head(branch) is None:
+            return
+        try:
+            self._network(self.repo.git, "push", self.origin, f":refs/heads/{branch}")
+        except GitCommandError as exc:
+            raise _error(exc, f"cannot delete the branch {branch}: {_git_reason(exc)}") from None
 
     def merge(self, branch: str, message: str) -> str:
         """Merge `branch` into the default branch of origin with a merge commit; the merge commit id.
@@ -449,8 +501,8 @@ class Workspace:
         When origin is a working copy with the default branch checked out, the push updates its
         work tree too (`updateInstead`), and refuses if that tree has uncommitted changes.
         """
+        self.refresh()
         with self.locked():
-            self.refresh()
             base = self.default_branch
             with self._worktree(f"refs/heads/{base}") as tree:
                 work = git.Repo(tree)
@@ -460,17 +512,16 @@ class Workspace:
                     files = work.git.diff("--name-only", "--diff-filter=U").split()
                     raise MergeConflict(f"{branch} does not merge cleanly into {base}", base, files) from None
                 commit = work.head.commit.hexsha
-                try:
-                    work.git.push(
-                        "--receive-pack=git -c receive.denyCurrentBranch=updateInstead receive-pack",
-                        self.origin,
-                        f"{commit}:refs/heads/{base}",
-                        env=self._git_env(),
-                    )
-                except GitCommandError as exc:
-                    raise WorkspaceError(f"cannot update {base}: {self._dirty(exc)}") from None
-            self.refresh()
-            return commit
+        # The merge commit is in the mirror's object store (worktrees share it): pushed without the lock.
+        try:
+            self._network(self.repo.git, "push", "--receive-pack=git -c receive.denyCurrentBranch=updateInstead receive-pack",
+                          self.origin, f"{commit}:refs/heads/{base}")
+        except GitCommandError as exc:
+            if _unreachable(exc):
+                raise OriginUnavailable(f"cannot update {base}: {_git_reason(exc)}") from None
+            raise WorkspaceError(f"cannot update {base}: {self._dirty(exc)}") from None
+        self.refresh()
+        return commit
 
     def _dirty(self, exc: GitCommandError) -> str:
         """A refused push into a checked-out work tree names its uncommitted files, not git's text."""
@@ -529,7 +580,9 @@ def _commit_object(tree: str, parent: str, message: str) -> bytes:
 # What git prints when the remote is down or failing, as opposed to refusing (auth, conflicts).
 _UNREACHABLE = ("could not resolve host", "failed to connect", "connection refused", "connection timed out",
                 "operation timed out", "connection reset", "the remote end hung up unexpectedly",
-                "returned error: 50", "returned error: 429")
+                "returned error: 50", "returned error: 429",
+                "did not complete in",  # GitPython's kill_after_timeout: the hard limit was reached
+                "operation too slow")  # curl's low-speed limit
 
 
 def _unreachable(exc: GitCommandError) -> bool:
@@ -542,6 +595,8 @@ def _error(exc: GitCommandError, message: str) -> WorkspaceError:
 
 def _git_reason(exc: GitCommandError) -> str:
     """The last meaningful line git printed, for a user-facing error."""
+    if "did not complete in" in str(exc.stderr or ""):
+        return f"the repository did not answer within {GIT_NETWORK_TIMEOUT_SECONDS:g} s (timed out)"
     lines = [l.strip() for l in str(exc.stderr or "").splitlines() if l.strip()]
     reason = lines[-1] if lines else f"git exited with {exc.status}"
     return reason.removeprefix("stderr: ").strip("'")

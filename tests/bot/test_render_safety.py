@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.bot.test_render_tree import commit_all, no_change_made, release_from, replaced
 from tests.conftest import git, say, tool
+from tests.standins.tcp import SilentListener
 
 
 @pytest.fixture(autouse=True)
@@ -22,34 +21,9 @@ def _kubectl() -> None:
     tool("kubectl", "the quality gates render with `kubectl kustomize`")
 
 
-class Listener:
-    """A TCP listener on 127.0.0.1 that counts the connections made to it (and answers none)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._held:
-            conn.close()
-
-
 @pytest.fixture
 def listener():
-    server = Listener()
+    server = SilentListener()
     yield server
     server.close()
 
@@ -75,7 +49,7 @@ def wrap_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str) -
     "github.com/example/fleet//deploy?ref=v1",
 ])
 def test_a_remote_resource_is_refused_naming_the_file_and_nothing_connects(
-        flux_demo: Path, make_bot, listener: Listener, entry: str) -> None:
+        flux_demo: Path, make_bot, listener: SilentListener, entry: str) -> None:
     entry = entry.format(port=listener.port)
     apps = flux_demo / "clusters/demo/apps/kustomization.yaml"
     apps.write_text(apps.read_text().replace("resources:\n", f"resources:\n  - {entry}\n"))
@@ -87,7 +61,7 @@ def test_a_remote_resource_is_refused_naming_the_file_and_nothing_connects(
     no_change_made(bot, flux_demo)
 
 
-def test_a_remote_base_in_a_nested_layer_of_a_tag_is_refused(flux_demo: Path, make_bot, listener: Listener) -> None:
+def test_a_remote_base_in_a_nested_layer_of_a_tag_is_refused(flux_demo: Path, make_bot, listener: SilentListener) -> None:
     path = "infrastructure/nginx/kustomization.yaml"
     url = f"http://127.0.0.1:{listener.port}/nginx.yaml"
     release_from(flux_demo, "v0.4.0", "v0.5.0", {path: replaced(flux_demo, "v0.4.0", path, "  - ns.yaml\n", f"  - ns.yaml\n  - {url}\n")})
@@ -114,7 +88,7 @@ def test_kubectl_runs_with_a_minimal_environment(flux_demo: Path, make_bot, tmp_
 
 
 def test_kubectl_runs_without_network_where_the_machine_allows(flux_demo: Path, make_bot, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch, listener: Listener) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch, listener: SilentListener) -> None:
     from bot.git.render import isolation
 
     if not isolation().prefix:
