@@ -227,8 +227,10 @@ class _Walk:
             return None
         here = (source.ref, directory)
         ancestry = parent.ancestry + ((parent.source.ref, parent.directory),)
-        if here == ancestry[0]:
-            return None  # the cluster's own flux-system Kustomization: it applies the directory being checked
+        if directory == ancestry[0][1]:
+            # The cluster's own flux-system Kustomization applies the directory being checked (at
+            # whichever branch it tracks): that is the root, not a cycle.
+            return None
         if here == ancestry[-1] and owner.split(" (")[0] == parent.owner.split(" (")[0]:
             # The Kustomization that applies this layer, found in it again (a component's base.yaml in a
             # directory without kustomization.yaml, as flux-demo's infrastructure/rbac-manager/ on main):

@@ -43,7 +43,7 @@ KEEP_BYTES = 256 * 1024 * 1024
 # Bounds on what repo content may cost one render. A real fleet repo's biggest input is Flux's own
 # gotk-components.yaml (under 1 MB); a 50 MB file once held a worker for two minutes.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
-RENDER_TIMEOUT_SECONDS = 60.0
+RENDER_TIMEOUT_SECONDS = 120.0
 MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
 # A timeout or the memory limit may be the machine's load, not the tree: such failures are kept
 # only this long, so retries within it are answered at once without paying again.

@@ -100,3 +100,30 @@ def test_nesting_is_bounded(flux_demo: Path, make_bot, monkeypatch: pytest.Monke
     out = say(bot, "promote v0.4.0 to demo")
     assert out.startswith("✗ quality gate:") and "nested deeper than 1" in out, out
     no_change_made(bot, flux_demo)
+
+
+def test_diff_sees_a_chart_change_in_a_nested_layer(flux_demo: Path, make_bot) -> None:
+    # Components are every HelmRelease under infrastructure/, whichever layer applies it.
+    release = "infrastructure/nginx/release.yaml"
+    release_from(flux_demo, "v0.4.0", "v0.5.0", {
+        release: replaced(flux_demo, "v0.4.0", release, 'version: "*"', 'version: "4.11.0"'),
+    })
+    out = say(make_bot(flux_demo), "diff v0.4.0 v0.5.0")
+    components = out.split("*Components*", 1)[1].split("*Files", 1)[0]
+    assert "ingress-nginx" in components and "4.11.0" in components, out
+
+
+def test_a_layer_with_substitute_from_says_its_variables_were_not_checked(flux_demo: Path, make_bot) -> None:
+    # Values from ConfigMaps or Secrets on the cluster are not visible here: the PR says so instead
+    # of claiming "none undefined" or refusing what Flux may well resolve.
+    base, release = "infrastructure/nginx/base.yaml", "infrastructure/nginx/release.yaml"
+    release_from(flux_demo, "v0.4.0", "v0.5.0", {
+        base: replaced(flux_demo, "v0.4.0", base, "  wait: true\n",
+                       "  wait: true\n  postBuild:\n    substituteFrom:\n      - kind: ConfigMap\n        name: nginx-vars\n"),
+        release: replaced(flux_demo, "v0.4.0", release, 'type: "NodePort"', 'type: "${from_the_cluster}"'),
+    })
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.5.0 to demo")
+    body = bot.forge.body(1)
+    assert "Kustomization flux-system/nginx: ./infrastructure/nginx at v0.5.0 renders; variables from " \
+           "substituteFrom are not visible here and were not checked" in body, body
