@@ -304,8 +304,8 @@ def _check(args: argparse.Namespace) -> int:
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fluxbot" / "check"
         / hashlib.sha256(str(source).encode()).hexdigest()[:16])
     workspace = Workspace(str(source), cache, args.branch or "")
+    workspace.refresh()
     with workspace.locked():
-        workspace.refresh()
         base, head = resolve(workspace, args.base, source_repo), resolve(workspace, args.head, source_repo)
     result = check_change(workspace, base, head, args.base, args.head, args.branch or "")
     if args.format == "json":

@@ -48,10 +48,7 @@ def resolve(workspace: Workspace, ref: str, source_repo: Any = None) -> str:
     except Exception:
         raise WorkspaceError(f"`{ref}` names no commit in {workspace.origin}; give a branch, tag or commit id") from None
     if source_repo is not None:
-        try:
-            workspace.repo.git.cat_file("-e", f"{commit}^{{commit}}")
-        except Exception:
-            workspace.repo.git.fetch("--quiet", "origin", commit)
+        workspace.fetch_commit(commit)
     return commit
 
 
@@ -167,10 +164,11 @@ def pr_check_message(workspace: Workspace, forge: Any, cmd: ShowCheck) -> Messag
     pr = forge.get(cmd.number)
     if pr is None or not pr.head:
         raise CommandError(f"there is no PR #{cmd.number}", "`prs` lists the open ones")
+    # Fetches outside the mirror lock (#20): reads of other requests go on meanwhile.
+    workspace.refresh()
+    head = pr.merge_commit or pr.head
+    _fetch(workspace, head)
     with workspace.locked():
-        workspace.refresh()
-        head = pr.merge_commit or pr.head
-        _fetch(workspace, head)
         branch = workspace.default_branch
         if pr.merge_commit:
             base = workspace.repo.git.rev_parse(f"{head}^1")
@@ -183,8 +181,5 @@ def pr_check_message(workspace: Workspace, forge: Any, cmd: ShowCheck) -> Messag
 
 
 def _fetch(workspace: Workspace, commit: str) -> None:
-    try:
-        workspace.repo.git.cat_file("-e", f"{commit}^{{commit}}")
-    except Exception:
-        # A PR from a fork, or a head the mirror has not fetched: ask for the commit itself.
-        workspace.repo.git.fetch("--quiet", "origin", commit, env=workspace._git_env())
+    # A PR from a fork, or a head the mirror has not fetched: ask for the commit itself (bounded).
+    workspace.fetch_commit(commit)

@@ -204,6 +204,7 @@ class Workspace:
         self._loose: LooseObjectDB | None = None
         self._lock = threading.RLock()
         self._fetch_lock = threading.Lock()
+        self._holder = threading.local()
         self._repo: git.Repo | None = None
         self._readers = threading.local()
 
@@ -254,15 +255,37 @@ class Workspace:
         finally:
             self._fetch_lock.release()
 
+    def fetch_commit(self, commit: str) -> None:
+        """Make sure the mirror has `commit` (a PR head from a fork, say), fetching it if not; bounded."""
+        try:
+            self.repo.git.cat_file("-e", f"{commit}^{{commit}}")
+            return
+        except GitCommandError:
+            pass
+        with self.fetching(wait=True):
+            try:
+                self._network(self.repo.git, "fetch", "--quiet", "origin", commit)
+            except GitCommandError as exc:
+                raise _error(exc, f"cannot fetch {commit[:12]} from the repository: {_git_reason(exc)}") from None
+
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise git work on the mirror across threads and processes."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.cache_dir / "mirror.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        """Serialise git work on the mirror across threads and processes (re-entrant in a thread)."""
+        if getattr(self._holder, "depth", 0):
+            self._holder.depth += 1
             try:
                 yield
             finally:
+                self._holder.depth -= 1
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.cache_dir / "mirror.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._holder.depth = 1
+            try:
+                yield
+            finally:
+                self._holder.depth = 0
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property

@@ -71,3 +71,20 @@ def test_git_network_calls_carry_low_speed_limits(flux_demo: Path, tmp_path: Pat
     env = Workspace(str(flux_demo), tmp_path / "cache")._git_env()
     assert int(env["GIT_HTTP_LOW_SPEED_LIMIT"]) > 0 and int(env["GIT_HTTP_LOW_SPEED_TIME"]) > 0
     assert "ConnectTimeout=" in env.get("GIT_SSH_COMMAND", "ConnectTimeout=")
+
+
+def test_the_mirror_lock_is_reentrant_in_a_thread(flux_demo: Path, tmp_path: Path) -> None:
+    # refresh() takes the lock briefly itself; a caller already holding it must not deadlock on flock
+    workspace = Workspace(str(flux_demo), tmp_path / "cache")
+    done = threading.Event()
+
+    def nested() -> None:
+        with workspace.locked():
+            workspace.refresh()
+            with workspace.locked():
+                done.set()
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done.is_set()
