@@ -5,6 +5,7 @@ import argparse
 import getpass
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -167,11 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     bot = build_bot(settings)
     transport = SlackTransport(bot, bot.store, slack, client)
-    transport.recover(everything=True)
-    threading.Thread(target=_keep_recovering, args=(transport,), name="recover", daemon=True).start()
     follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
     bot.merge_hooks.append(follower.on_merged)
-    follower.resume()
     webhook = _change_gate(settings, bot, transport)
     probes = {
         "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
@@ -182,21 +180,58 @@ def _serve(args: argparse.Namespace) -> int:
     # webhooks, the probes and the metrics.
     server = build_server(None if args.socket_mode else transport.app, args.host, args.port, webhook=webhook,
                           probes=probes)
-    try:
-        if args.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+    stop = _stop_on_signals()
+    # Claimed before listening (so a new request is not replayed as well), replayed after: the
+    # listener and the probes answer while the journal is worked off.
+    claimed = bot.claim(everything=True)
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    socket_mode: Any = None
+    if args.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            threading.Thread(target=server.run, name="http", daemon=True).start()
-            print(f"fluxbot connected to Slack in Socket Mode; probes and webhooks on "
-                  f"http://{args.host}:{server.effective_port}", flush=True)
-            SocketModeHandler(transport.app, slack.app_token).start()
-        else:
-            print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
-            server.run()
+        socket_mode = SocketModeHandler(transport.app, slack.app_token)
+        socket_mode.connect()
+        print(f"fluxbot connected to Slack in Socket Mode; probes and webhooks on "
+              f"http://{args.host}:{server.effective_port}", flush=True)
+    else:
+        print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
+    threading.Thread(target=_start_up, args=(transport, follower, claimed), name="start-up", daemon=True).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+        logging.getLogger(__name__).info("stopping: no new requests; finishing acked work")
     finally:
-        server.close()
+        if socket_mode is not None:
+            socket_mode.close()
+        server.close()  # no new connections
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests being answered finish
         transport.close()  # answers already acked are delivered before the process ends
+    logging.getLogger(__name__).info("stopped")
     return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set the returned event. As PID 1 in a container a signal without a handler
+    is ignored (the kernel's rule for init), so without this every stop waits out the grace period."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: Any) -> None:
+        logging.getLogger(__name__).info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    return stop
+
+
+def _start_up(transport: Any, follower: ReconcileFollower, claimed: Any) -> None:
+    """The slow start-up work, after the listener is up: replay the journal, resume follows, retry."""
+    try:
+        transport.recover(claimed=claimed)
+        follower.resume()
+    except Exception:
+        logging.getLogger(__name__).exception("replaying the journal at start failed; it is retried")
+    _keep_recovering(transport)
 
 
 def _keep_recovering(transport: Any, every: float = 15.0) -> None:

@@ -1,9 +1,20 @@
 """Prometheus metrics for `/metrics`, in fluxbot's own registry."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import platform
+from importlib import metadata
+
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, Info,
+                               PlatformCollector, ProcessCollector)
 
 REGISTRY = CollectorRegistry()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("fluxbot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 COMMANDS = Counter("fluxbot_commands_total", "Chat commands by verb and outcome.", ["verb", "outcome"], registry=REGISTRY)
 PRS_OPENED = Counter("fluxbot_prs_opened_total", "Pull requests opened, by kind.", ["kind"], registry=REGISTRY)
@@ -15,3 +26,23 @@ SLACK_RESPONSE = Histogram(
 )
 RECONCILES = Counter("fluxbot_reconciles_total", "Followed reconciles by outcome (applied, failed, timeout).",
                      ["outcome"], registry=REGISTRY)
+
+# The process and the interpreter (CPU, memory, open files, GC), as the default registry has them.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+BUILD_INFO = Info("fluxbot_build", "fluxbot's version and the Python running it.", registry=REGISTRY)
+BUILD_INFO.info({"version": _version(), "python": platform.python_version()})
+DEPENDENCY_UP = Gauge("fluxbot_dependency_up", "Whether a dependency answered its last readiness check (1) or not (0).",
+                      ["dependency"], registry=REGISTRY)
+HTTP_REFUSED = Counter("fluxbot_http_refused_total", "HTTP requests refused before any handler, by reason.",
+                       ["reason"], registry=REGISTRY)
+COMMAND_SECONDS = Histogram("fluxbot_command_duration_seconds", "Time to answer a chat command, by verb and outcome.",
+                            ["verb", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+                            registry=REGISTRY)
+JOURNAL_DEPTH = Gauge("fluxbot_journal_requests", "Journalled chat requests not answered yet.", registry=REGISTRY)
+JOURNAL_GIVEN_UP = Counter("fluxbot_journal_given_up_total", "Journalled requests given up after the last retry.",
+                           registry=REGISTRY)
+RETENTION_DELETED = Counter("fluxbot_retention_deleted_total", "Store rows deleted by retention, by table.",
+                            ["table"], registry=REGISTRY)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ from commands.permissions import Policy, decide
 from commands.plan import ShowCheck
 from commands.registry import COMMANDS as _REGISTRY, error_message, parse
 from commands.repo import RepoSnapshot
+
+Claimed = tuple[list[sqlite3.Row], list[sqlite3.Row]]  # (due again, given up): journal rows
 
 log = logging.getLogger(__name__)
 _VERBS = set(_REGISTRY) | {"flux"}
@@ -115,7 +118,16 @@ class FluxBot:
                 max_attempts: int = 10) -> list[tuple[Request, Response]]:
         """Run again the requests that are due: left unanswered by a crash or an outage, or waiting
         for the forge. The transport delivers and finishes them. `everything`: at start."""
-        due, abandoned = self.store.unanswered_requests(time.time() if now is None else now, everything, max_attempts)
+        return self.rerun(self.claim(everything, now, max_attempts))
+
+    def claim(self, everything: bool = False, now: float | None = None, max_attempts: int = 10) -> Claimed:
+        """The journalled requests due now, and those given up, claimed (no later claim returns them).
+        `fluxbot serve` claims before it listens, so a new request is never run twice at start."""
+        return self.store.unanswered_requests(time.time() if now is None else now, everything, max_attempts)
+
+    def rerun(self, claimed: Claimed) -> list[tuple[Request, Response]]:
+        """Run claimed requests again; given-up ones get their last word."""
+        due, abandoned = claimed
         recovered = []
         for row in abandoned:
             recovered.append((_journalled(row), Response([Message(

@@ -212,9 +212,12 @@ class SlackTransport:
         response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True, thread_ts=root))
         self._deliver(response, text, user, channel, root)
 
-    def recover(self, everything: bool = False, now: float | None = None, max_attempts: int = 10) -> None:
-        """Answer, in their threads, the requests that are due again (crash, Slack or forge outage)."""
-        for request, response in self.bot.recover(everything, now, max_attempts):
+    def recover(self, everything: bool = False, now: float | None = None, max_attempts: int = 10,
+                claimed: Any = None) -> None:
+        """Answer, in their threads, the requests that are due again (crash, Slack or forge outage);
+        `claimed`: the ones `bot.claim` returned earlier."""
+        pairs = self.bot.rerun(claimed) if claimed is not None else self.bot.recover(everything, now, max_attempts)
+        for request, response in pairs:
             self._deliver(response, request.text, request.user, request.channel, request.thread_ts)
 
     def _deliver(self, response: Response, text: str, user: str, channel: str, thread_ts: str) -> None:

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
+import threading
 import urllib.error
 import urllib.request
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
 
 from tests.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, branches
 
@@ -19,13 +27,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(repo: Path, state: Path, slack_standin, port: int, *flags: str, **env: str) -> tuple[subprocess.Popen[str], str]:
-    """Start `fluxbot serve` as an operator would; the process and the first line it printed that is
-    not a JSON log record (it says where it serves, or why it cannot)."""
+def serve(repo: Path, state: Path, slack_standin, port: int, *flags: str, prefix: Sequence[str] = (),
+          **env: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `fluxbot serve` as an operator would (after `prefix`, e.g. unshare); the process and the
+    first line it printed that is not a JSON log record (it says where it serves, or why it cannot)."""
     environment = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
                    "FLUXBOT_SLACK_API_URL": slack_standin.api_url, **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", *flags, "--host", "127.0.0.1", "--port", str(port),
+        [*prefix, sys.executable, "-m", "bot.cli", "serve", *flags, "--host", "127.0.0.1", "--port", str(port),
          "--repo", str(repo), "--state", str(state)],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -52,8 +61,8 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
         assert branches(example_repo) == []
         base = f"http://127.0.0.1:{port}"
         assert get(base + "/healthz") == (200, "ok\n")
-        status, ready = get(base + "/readyz")
-        assert status == 200 and json.loads(ready) == {"store": "ok", "forge": "ok", "slack": "ok"}
+        status, ready = readyz(base)
+        assert status == 200 and ready == {"store": "ok", "forge": "ok", "slack": "ok"}
         _, metrics = get(base + "/metrics")
         assert 'fluxbot_commands_total{outcome="ok",verb="help"} 1.0' in metrics
         assert 'fluxbot_commands_total{outcome="error",verb="promote"} 1.0' in metrics
@@ -63,9 +72,24 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
         output = process.communicate(timeout=10)[0]
     assert SLACK_BOT_TOKEN not in output and "Traceback" not in output
     events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    # RFC 3339 with a zone, and no warning at every start that an operator cannot act on
+    assert events and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", e["time"]) for e in events)
+    assert not [e for e in events if "will be unused" in e["message"]]
     requests = [e for e in events if e.get("message") == "request"]
     assert {(e["user_id"], e["action"], e["outcome"]) for e in requests} >= {("U_ALICE", "help", "ok"),
                                                                            ("U_ALICE", "promote", "error")}
+
+
+def readyz(base: str, until: Callable[[dict[str, str]], bool] = lambda r: True) -> tuple[int, dict[str, str]]:
+    """/readyz once its background dependency checks have answered (and `until` holds)."""
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = get(base + "/readyz")
+        results = json.loads(body)
+        settled = not any(v.startswith("unknown") for v in results.values()) and until(results)
+        if settled or time.monotonic() > deadline:
+            return status, results
+        time.sleep(0.2)
 
 
 def get(url: str) -> tuple[int, str]:
@@ -140,3 +164,137 @@ def test_serve_in_socket_mode_answers_over_the_socket(example_repo: Path, slack_
         output = process.communicate(timeout=10)[0]
         socket.stop()
     assert SLACK_BOT_TOKEN not in output and slack_standin.app_token not in output and "Traceback" not in output
+
+
+def _pid_namespace() -> list[str]:
+    """The command prefix that runs a program as PID 1 of a new PID namespace, as in a container."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) is not installed here: cannot run fluxbot as PID 1")
+    prefix = [unshare, "--user", "--map-root-user", "--pid", "--fork", "--"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0 or probe.stdout.strip() != "1":
+        pytest.skip(f"this machine does not allow a new PID namespace here: {probe.stderr.strip()[:200]}")
+    return prefix
+
+
+def _fluxbot_pid(process: subprocess.Popen[str], in_namespace: bool) -> int:
+    """fluxbot's PID as seen from here: unshare's forked child when it runs as PID 1 in a namespace."""
+    if not in_namespace:
+        return process.pid
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("as_pid_1", [False, True], ids=["child-process", "pid-1"])
+def test_sigterm_stops_listening_drains_acked_work_and_exits(example_repo: Path, slack_standin, tmp_path: Path,
+                                                             as_pid_1: bool) -> None:
+    """SIGTERM (what Kubernetes sends): no new connections, the acked request is still answered, rc 0.
+    As PID 1 an unhandled SIGTERM is ignored by the kernel, so this is the container's case."""
+    prefix = _pid_namespace() if as_pid_1 else []
+    port = free_port()
+    process, line = serve(example_repo, tmp_path / "state", slack_standin, port, prefix=prefix)
+    fluxbot = _fluxbot_pid(process, as_pid_1)
+    slack_standin.hold = threading.Event()
+    try:
+        assert "serving Slack on" in line, line
+        assert SlackHarness(None, port, slack_standin).command("help")[0] == 200  # acked
+        slack_standin.wait_for(lambda: slack_standin.held)  # its answer is on the way: work in flight
+        os.kill(fluxbot, signal.SIGTERM)
+        slack_standin.wait_for(lambda: not _listening(port))
+        assert process.poll() is None  # still finishing the acked request
+        slack_standin.hold.set()
+        output = process.communicate(timeout=60)[0]
+    finally:
+        slack_standin.hold.set()
+        if process.poll() is None:
+            for pid in {fluxbot, process.pid}:  # killing unshare alone would leave its PID 1 running
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    answers = [p for p in slack_standin.posts() if p.get("thread_ts") and "promote" in p["text"]]
+    assert len(answers) == 1  # the help answer was delivered before the process ended
+    messages = [json.loads(line)["message"] for line in output.splitlines() if line.startswith("{")]
+    assert "received SIGTERM" in messages and messages[-1] == "stopped"
+
+
+def _peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
+
+
+def test_an_oversized_unsigned_body_gets_413_before_anything_reads_it(example_repo: Path, slack_standin,
+                                                                       tmp_path: Path) -> None:
+    """Issue #20: a 100 MB unsigned POST took 9.6 s and 600 MB before its 401, and was logged whole."""
+    port = free_port()
+    process, line = serve(example_repo, tmp_path / "state", slack_standin, port)
+    marker = "response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FLEAKED&token=LEAKED-VERIFICATION"
+    try:
+        assert "serving Slack on" in line, line
+        before = _peak_rss_kib(process.pid)
+        for path in ("/slack/events", "/github/webhook", "/nowhere"):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as client:
+                client.sendall(f"POST {path} HTTP/1.1\r\nHost: fluxbot\r\nContent-Length: {100 * 1024 * 1024}\r\n"
+                               "Content-Type: application/x-www-form-urlencoded\r\n\r\n".encode())
+                try:
+                    client.sendall((marker + "&" + "a" * (2 * 1024 * 1024)).encode())
+                except OSError:
+                    pass  # the server answered and closed without reading the rest
+                reply = client.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        harness = SlackHarness(None, port, slack_standin)
+        assert harness.post(marker + "&command=%2Fflux&text=help", "application/x-www-form-urlencoded",
+                            secret="not-the-secret")[0] == 401
+        grown = _peak_rss_kib(process.pid) - before
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert grown < 32 * 1024, f"peak memory grew by {grown} KiB"
+    assert "LEAKED" not in output and "aaaaaaaa" not in output
+    assert "request body of" in output  # the bad signature is logged, its body is not
+
+
+def test_a_github_outage_shows_in_readyz_and_metrics_but_the_pod_stays_ready(
+        github_standin, slack_standin, tmp_path: Path) -> None:
+    """Ready means "can take requests" (the journal rides out the outage); NotReady would cut Slack off."""
+    from tests.conftest import GITHUB_TOKEN
+
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nforge:\n  type: github\n"
+                      f"  repository: {github_standin.full_name}\n  base_url: {github_standin.base_url}\n"
+                      f"  git_url: {github_standin.bare_repo}\n  seconds_between_writes: 0\n")
+    github_standin.outage = 503
+    port = free_port()
+    environment = {**os.environ, "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET, "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+                   "FLUXBOT_SLACK_API_URL": slack_standin.api_url, "GITHUB_TOKEN": GITHUB_TOKEN}
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--config", str(config)], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        line = next(line for line in iter(process.stdout.readline, "") if not line.startswith("{"))
+        assert "serving Slack on" in line, line
+        status, ready = readyz(f"http://127.0.0.1:{port}")
+        assert status == 200, ready
+        assert ready["store"] == "ok" and ready["slack"] == "ok"
+        assert ready["forge"].startswith("failed: ForgeUnavailable"), ready
+        _, metrics = get(f"http://127.0.0.1:{port}/metrics")
+        assert 'fluxbot_dependency_up{dependency="forge"} 0.0' in metrics
+        assert 'fluxbot_dependency_up{dependency="slack"} 1.0' in metrics
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert GITHUB_TOKEN not in output

@@ -33,6 +33,8 @@ class SlackStandIn:
     fail_in_threads: bool = False  # an outage that hits the replies (thread posts) only
     app_token: str = "xapp-test"  # what `apps.connections.open` (Socket Mode) accepts
     socket_url: str = ""  # the WebSocket URL it hands out (a SocketModeStandIn)
+    hold: threading.Event | None = None  # when set to an Event: thread replies wait for it (work in flight)
+    held: int = 0  # thread replies that waited on `hold`
 
     def __post_init__(self) -> None:
         self._failures: list[list[Any]] = []  # [method, error, status, headers, times]
@@ -80,6 +82,10 @@ class SlackStandIn:
         raise AssertionError(f"timed out waiting; calls so far: {[c.method for c in self.calls]}")
 
     def answer(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        hold = self.hold
+        if hold is not None and method == "chat.postMessage" and params.get("thread_ts"):
+            self.held += 1
+            hold.wait(20)
         with self._lock:
             self.calls.append(Call(method, params, headers))
             if method.startswith("response/"):
