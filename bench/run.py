@@ -286,6 +286,51 @@ def measure_reconcile_notify(example: Path, work: Path, rounds: int) -> list[flo
         kube.stop()
 
 
+def measure_oversized_body(example: Path, work: Path, megabytes: int = 100) -> dict[str, float]:
+    """An unsigned POST of `megabytes` to `fluxbot serve` (#20): time to its answer and how much the
+    server's peak memory (VmHWM) grew. Before the body limit: a 401 after 9.6 s and +600 MB."""
+    import socket
+
+    standin = SlackStandIn(token="xoxb-bench").start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
+           "FLUXBOT_SLACK_API_URL": standin.api_url}
+    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                               "--repo", str(example), "--state", str(work / "s-oversized")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        for line in iter(server.stdout.readline, ""):
+            if not line.startswith("{"):
+                break
+
+        def peak_kib() -> int:
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+
+        before = peak_kib()
+        chunk = b"a" * (1024 * 1024)
+        start = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+            client.sendall(f"POST /slack/events HTTP/1.1\r\nHost: bench\r\nContent-Length: {megabytes * len(chunk)}\r\n"
+                           "Content-Type: application/x-www-form-urlencoded\r\n\r\n".encode())
+            try:
+                for _ in range(megabytes):
+                    client.sendall(chunk)
+            except OSError:
+                pass  # answered and closed before the body was sent
+            status = client.recv(64).split(b" ")[1].decode()
+        elapsed = (time.perf_counter() - start) * 1000
+        return {"oversized_body_status": int(status), "oversized_body_ms": round(elapsed, 1),
+                "oversized_body_peak_rss_growth_mb": round((peak_kib() - before) / 1024, 1)}
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+        standin.stop()
+
+
 def wait_until(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -351,6 +396,9 @@ def main() -> int:
                 results[f"check_fluxdemo_{label}_result"] = summary
         else:
             results["check_fluxdemo"] = "skipped: ../shared or kubectl is missing"
+
+        # an unsigned 100 MB body: refused with 413 before anything reads it (#20)
+        results.update(measure_oversized_body(example, work))
 
         # ack latency while promotions run in the background
         app = SlackApp(example, work / "s3")

@@ -21,7 +21,8 @@ from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.service import FluxBot, Request, Response
-from bot.store import Store
+from bot.metrics import RETENTION_DELETED
+from bot.store import Retention, Store
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
 
@@ -196,6 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
     threading.Thread(target=_start_up, args=(transport, follower, claimed), name="start-up", daemon=True).start()
+    threading.Thread(target=_keep_pruning, args=(bot.store, settings.retention), name="retention", daemon=True).start()
     try:
         while not stop.wait(1.0):
             pass
@@ -243,6 +245,20 @@ def _keep_recovering(transport: Any, every: float = 15.0) -> None:
             transport.recover()
         except Exception:
             logging.getLogger(__name__).exception("retrying unanswered requests failed")
+
+
+def _keep_pruning(store: Store, retention: Retention, every: float = 3600.0) -> None:
+    """Apply the retention settings at start and then hourly (audit, journal, delivery IDs)."""
+    while True:
+        try:
+            deleted = store.prune(retention)
+            for table, count in deleted.items():
+                RETENTION_DELETED.labels(table=table).inc(count)
+            if any(deleted.values()):
+                logging.getLogger(__name__).info("retention deleted old rows", extra={"deleted": deleted})
+        except Exception:
+            logging.getLogger(__name__).exception("applying retention failed; retried in an hour")
+        time.sleep(every)
 
 
 def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:

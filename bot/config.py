@@ -11,6 +11,7 @@ from ruamel.yaml import YAML
 
 from bot import schema
 from bot.cluster import ClusterConnection
+from bot.store import Retention
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
 
@@ -142,6 +143,7 @@ class Settings:
     connections: dict[str, ClusterConnection] = field(default_factory=dict)  # cluster -> how to reach it
     release_requires_green: str = ""  # `release.require_green_cluster`: e.g. the test cluster
     confirm_ttl_seconds: float = 600.0
+    retention: Retention = field(default_factory=Retention)  # `retention:` how long the store keeps records
 
     def resolved_state_dir(self) -> Path:
         """The state dir: configured, or one per repo under the user's state home."""
@@ -214,6 +216,7 @@ def load_settings(path: str | None) -> Settings:
     settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
     settings.release_requires_green = str((data.get("release") or {}).get("require_green_cluster", ""))
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
+    settings.retention = Retention(**(data.get("retention") or {}))
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and (cluster.get("context") or cluster.get("in_cluster") or cluster.get("kubeconfig")):
             settings.connections[str(name)] = ClusterConnection(

@@ -9,7 +9,8 @@ import json
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,6 +125,20 @@ CREATE TABLE IF NOT EXISTS audit (
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long records are kept (`retention:` in fluxbot.yaml); 0 keeps them forever.
+
+    The audit is the record of who did what: kept longest. A journalled request is only needed until
+    it is answered (the audit keeps its text), a delivery ID only while Slack or GitHub may redeliver.
+    """
+
+    audit_days: int = 730
+    requests_days: int = 2
+    deliveries_days: int = 30
+    max_rows: int = 100_000  # journal and delivery rows beyond this many, oldest first, go too
 
 
 class Store:
@@ -329,6 +344,36 @@ class Store:
         with self.transaction() as db:
             cursor = db.execute("UPDATE follows SET state = ? WHERE id = ? AND state = 'following'", (state, follow_id))
             return cursor.rowcount == 1
+
+    # retention ----------------------------------------------------------------------------------
+
+    def prune(self, retention: Retention, at: datetime | None = None) -> dict[str, int]:
+        """Delete what `retention` no longer keeps; rows per table deleted. Requests still running
+        (the journal) are never deleted."""
+        at = at or datetime.now(timezone.utc)
+
+        def before(days: int) -> str:
+            return (at - timedelta(days=days)).isoformat(timespec="seconds")
+
+        done = "state IN ('answered', 'abandoned')"
+        deleted = {"audit": 0, "requests": 0, "deliveries": 0}
+        with self.transaction() as db:
+            if retention.audit_days:
+                deleted["audit"] += db.execute("DELETE FROM audit WHERE at < ?", (before(retention.audit_days),)).rowcount
+            if retention.requests_days:
+                deleted["requests"] += db.execute(f"DELETE FROM requests WHERE {done} AND created < ?",
+                                                  (before(retention.requests_days),)).rowcount
+            if retention.deliveries_days:
+                deleted["deliveries"] += db.execute("DELETE FROM deliveries WHERE at < ?",
+                                                    (before(retention.deliveries_days),)).rowcount
+            if retention.max_rows:
+                deleted["requests"] += db.execute(
+                    f"DELETE FROM requests WHERE {done} AND id NOT IN"
+                    f" (SELECT id FROM requests WHERE {done} ORDER BY id DESC LIMIT ?)", (retention.max_rows,)).rowcount
+                deleted["deliveries"] += db.execute(
+                    "DELETE FROM deliveries WHERE rowid NOT IN (SELECT rowid FROM deliveries ORDER BY at DESC, rowid DESC"
+                    " LIMIT ?)", (retention.max_rows,)).rowcount
+        return deleted
 
     # audit ------------------------------------------------------------------------------------
 
