@@ -21,7 +21,7 @@ from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.service import FluxBot, Request, Response
-from bot.metrics import RETENTION_DELETED
+from bot.metrics import JOURNAL_DEPTH, RETENTION_DELETED
 from bot.store import Retention, Store
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
@@ -243,6 +243,7 @@ def _keep_recovering(transport: Any, every: float = 15.0) -> None:
         time.sleep(every)
         try:
             transport.recover()
+            JOURNAL_DEPTH.set(transport.store.query("SELECT count(*) AS n FROM requests WHERE state = 'running'")[0]["n"])
         except Exception:
             logging.getLogger(__name__).exception("retrying unanswered requests failed")
 

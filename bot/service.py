@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from bot.cluster import ClusterError
 from bot.failpoints import failpoint
-from bot.metrics import COMMANDS, PRS_OPENED
+from bot.metrics import COMMAND_SECONDS, COMMANDS, JOURNAL_GIVEN_UP, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
 from bot.store import Store
 from bot.git.workspace import MergeConflict, OriginUnavailable, Workspace, WorkspaceError
@@ -91,15 +91,19 @@ class FluxBot:
         again (`recover`). Every step is idempotent (deterministic branches, the open-PR check),
         so a re-run ends with the same single PR.
         """
+        started = time.perf_counter()
         if not request_id:
             request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
                                                   sorted(request.groups), request.confirmed, time.time())
         response = self._respond(request, request_id)
         response.request_id = request_id
         verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""
-        outcome = ("confirm" if response.confirmation else "deferred" if response.pending else
+        denied = any(m.title.startswith("you may not run") for m in response.messages)  # _authorize's refusal
+        outcome = ("confirm" if response.confirmation else "deferred" if response.pending else "denied" if denied else
                    "error" if any(m.tone == "error" for m in response.messages) else "ok")
-        COMMANDS.labels(verb=verb if verb in _VERBS else "other", outcome=outcome).inc()
+        label = verb if verb in _VERBS else "other"
+        COMMANDS.labels(verb=label, outcome=outcome).inc()
+        COMMAND_SECONDS.labels(verb=label, outcome=outcome).observe(time.perf_counter() - started)
         log.info("request", extra={"request_id": request_id, "user_id": request.user, "action": verb,
                                    "outcome": outcome, "prs": [pr.number for pr in response.prs]})
         return response
@@ -128,6 +132,7 @@ class FluxBot:
     def rerun(self, claimed: Claimed) -> list[tuple[Request, Response]]:
         """Run claimed requests again; given-up ones get their last word."""
         due, abandoned = claimed
+        JOURNAL_GIVEN_UP.inc(len(abandoned))
         recovered = []
         for row in abandoned:
             recovered.append((_journalled(row), Response([Message(

@@ -233,3 +233,100 @@ def test_the_readme_config_pasted_into_config_renders_and_checks(helm: str, tmp_
     run = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# docs/operations.md: its commands, run here as far as a machine without a cluster allows ------------
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+
+def doc_lines(program: str) -> list[str]:
+    """Every command line of docs/operations.md's sh blocks that starts with `program`."""
+    import textwrap
+
+    lines = []
+    for block in re.findall(r"^[ ]*```sh\n(.*?)^[ ]*```", OPERATIONS.read_text(), re.S | re.M):
+        for line in re.sub(r"\\\n\s*", "", textwrap.dedent(block)).splitlines():
+            if line.strip().startswith(program + " "):
+                lines.append(line.strip())
+    return lines
+
+
+def doc_workdir(tmp_path: Path) -> Path:
+    """A directory like the reader's: the chart at ./helm, the values file the docs show, the files
+    the commands read."""
+    import textwrap
+
+    match = re.search(r"<!-- values:(\S+) -->\n[ ]*```yaml\n(.*?)^[ ]*```", OPERATIONS.read_text(), re.S | re.M)
+    assert match, "docs/operations.md shows no values file"
+    (tmp_path / match.group(1)).write_text(textwrap.dedent(match.group(2)))
+    (tmp_path / "helm").symlink_to(ROOT / "helm")
+    (tmp_path / "fluxbot.private-key.pem").write_text("-----BEGIN RSA PRIVATE KEY-----\n")
+    (tmp_path / "prod-eu.kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    return tmp_path
+
+
+def test_the_documented_helm_commands_run_and_render_a_valid_install(helm: str, tmp_path: Path) -> None:
+    import shlex
+
+    work = doc_workdir(tmp_path)
+    lines = doc_lines("helm")
+    assert any("upgrade --install" in line for line in lines) and any("lint --strict" in line for line in lines)
+    rendered: dict[str, str] = {}
+    for line in lines:
+        command = line.split("|")[0]  # a `| kubectl apply -f -` needs a cluster: the render is checked
+        args = shlex.split(command.replace("upgrade --install", "template"))
+        run = subprocess.run([helm, *args[1:]], cwd=work, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"{line}\n{run.stdout}{run.stderr}"
+        rendered[line] = run.stdout
+    install = next(out for line, out in rendered.items() if "upgrade --install" in line)
+    docs = [d for d in yaml.load_all(install) if d]
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS:
+            kubernetes_schemas.validate(doc, supported_versions()[0], strict=True)
+    assert all(d["metadata"]["name"] == "fluxbot" for d in docs if d["kind"] == "Deployment")  # deploy/fluxbot
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(one(docs, "ConfigMap")["data"]["fluxbot.yaml"])
+    check = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(config)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rbac = next(out for line, out in rendered.items() if "--show-only templates/clusterrole.yaml" in line)
+    binding = one([d for d in yaml.load_all(rbac) if d], "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fluxbot", "namespace": "fluxbot"}]
+    assert any("create serviceaccount fluxbot" in line and "-n fluxbot" in line for line in doc_lines("kubectl"))
+
+
+def test_the_documented_secrets_hold_the_keys_the_install_reads(helm: str, tmp_path: Path) -> None:
+    """Each `kubectl create ...` of the docs, offline (--dry-run=client): the Secrets land in the
+    release's namespace and hold every key the rendered Deployment requires from them."""
+    import shlex
+
+    kubectl = tool("kubectl", "kubectl (Kubernetes' client)")
+    work = doc_workdir(tmp_path)
+    created: dict[str, dict[str, Any]] = {}
+    for line in doc_lines("kubectl"):
+        args = shlex.split(line.split(">")[0])
+        if len(args) < 2 or "create" not in args or any(verb in args for verb in ("token",)):
+            continue  # create token, rollout, exec: those need a live cluster
+        if "--context" in args:  # the remote cluster's context exists only on the reader's machine
+            index = args.index("--context")
+            del args[index:index + 2]
+        run = subprocess.run([kubectl, *args[1:], "--dry-run=client", "-o", "yaml"], cwd=work,
+                             capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(work)})
+        assert run.returncode == 0, f"{line}\n{run.stderr}"
+        doc = yaml.load(run.stdout)
+        created[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    secret = created["Secret/fluxbot"]
+    assert secret["metadata"]["namespace"] == "fluxbot"
+    assert created["Secret/fluxbot-github-app"]["metadata"]["namespace"] == "fluxbot"
+    assert "private-key.pem" in created["Secret/fluxbot-github-app"]["data"]
+    assert created["Secret/fluxbot-kubeconfig-prod-eu"]["data"].keys() == {"kubeconfig"}
+    install = next(line for line in doc_lines("helm") if "upgrade --install" in line)
+    args = shlex.split(install.replace("upgrade --install", "template"))
+    run = subprocess.run([helm, *args[1:]], cwd=work, capture_output=True, text=True, timeout=120)
+    pod = one([d for d in yaml.load_all(run.stdout) if d], "Deployment")["spec"]["template"]["spec"]
+    required = {e["valueFrom"]["secretKeyRef"]["key"] for e in pod["containers"][0]["env"]
+                if "secretKeyRef" in e.get("valueFrom", {}) and e["valueFrom"]["secretKeyRef"]["name"] == "fluxbot"}
+    assert required and required <= set(secret["data"]), f"the docs' Secret lacks {required - set(secret['data'])}"
+    mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert mounted <= {name.split("/", 1)[1] for name in created if name.startswith("Secret/")}

@@ -65,7 +65,9 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
         assert status == 200 and ready == {"store": "ok", "forge": "ok", "slack": "ok"}
         _, metrics = get(base + "/metrics")
         assert 'fluxbot_commands_total{outcome="ok",verb="help"} 1.0' in metrics
-        assert 'fluxbot_commands_total{outcome="error",verb="promote"} 1.0' in metrics
+        assert 'fluxbot_commands_total{outcome="denied",verb="promote"} 1.0' in metrics  # denied is not failed
+        assert 'fluxbot_command_duration_seconds_count{outcome="ok",verb="help"} 1.0' in metrics
+        assert "process_resident_memory_bytes" in metrics and 'fluxbot_build_info{python=' in metrics
         assert "fluxbot_slack_ack_seconds_count 3.0" in metrics
     finally:
         process.terminate()
@@ -77,7 +79,7 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
     assert not [e for e in events if "will be unused" in e["message"]]
     requests = [e for e in events if e.get("message") == "request"]
     assert {(e["user_id"], e["action"], e["outcome"]) for e in requests} >= {("U_ALICE", "help", "ok"),
-                                                                           ("U_ALICE", "promote", "error")}
+                                                                           ("U_ALICE", "promote", "denied")}
 
 
 def readyz(base: str, until: Callable[[dict[str, str]], bool] = lambda r: True) -> tuple[int, dict[str, str]]:
