@@ -5,6 +5,7 @@ import argparse
 import getpass
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -305,14 +306,8 @@ def _check_config(args: argparse.Namespace) -> int:
     writes = len(settings.policy.rules)
     rows.append(("permissions", "ok" if writes else "warn", f"{writes} rule(s)" + ("" if writes else ": every write is denied")))
     if args.online:
-        slack = SlackSettings.from_env()
-        if slack.bot_token:
-            from bot.slack import slack_token_problem, web_client
-
-            problem = slack_token_problem(web_client(slack))
-            rows.append(("slack", "fail" if problem else "ok", problem or "auth.test accepted SLACK_BOT_TOKEN"))
-        else:
-            rows.append(("slack", "fail", "SLACK_BOT_TOKEN is not set"))
+        rows += _slack_rows(SlackSettings.from_env())
+        rows += _webhook_rows(settings)
         try:
             bot = build_bot(settings)
             bot.snapshot().cluster_names  # clone/fetch and read the repo
@@ -325,6 +320,10 @@ def _check_config(args: argparse.Namespace) -> int:
             try:
                 items, _ = cluster.list("kustomizations")
                 rows.append((f"cluster {name}", "ok", f"{len(items)} Kustomizations in {cluster.namespace}"))
+                missing = _missing_access(cluster)
+                rows.append((f"cluster {name} access", "fail" if missing else "ok",
+                             f"the service account may not {', '.join(missing)}: apply the chart's ClusterRole there"
+                             if missing else "get, list, watch and patch on the Flux kinds fluxbot uses"))
             except ClusterError as error:
                 rows.append((f"cluster {name}", "fail", str(error)))
         if not settings.connections:
@@ -334,6 +333,89 @@ def _check_config(args: argparse.Namespace) -> int:
         mark = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}[state]
         print(f"{mark} {name:<{width}}  {detail}")
     return 1 if any(state == "fail" for _, state, _ in rows) else 0
+
+
+Row = tuple[str, str, str]  # (what, ok|warn|fail|skip, detail)
+
+
+def _slack_rows(slack: SlackSettings) -> list[Row]:
+    """The bot token (auth.test), the signing secret's shape, the app token (apps.connections.open)."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from bot.slack import slack_token_problem, web_client
+
+    rows: list[Row] = []
+    if slack.bot_token:
+        problem = slack_token_problem(web_client(slack))
+        rows.append(("slack", "fail" if problem else "ok", problem or "auth.test accepted SLACK_BOT_TOKEN"))
+    else:
+        rows.append(("slack", "fail", "SLACK_BOT_TOKEN is not set"))
+    if not slack.signing_secret:
+        rows.append(("slack signing secret", "fail", "SLACK_SIGNING_SECRET is not set (Basic Information → App Credentials)"))
+    elif not re.fullmatch(r"[0-9A-Za-z]{32}", slack.signing_secret):
+        rows.append(("slack signing secret", "warn", "SLACK_SIGNING_SECRET is not 32 letters and digits like Slack's: "
+                                                     "every request would get 401 (Basic Information → App Credentials)"))
+    else:
+        rows.append(("slack signing secret", "ok", "set, shaped like Slack's"))
+    if not slack.app_token:
+        rows.append(("slack app token", "skip", "SLACK_APP_TOKEN is not set (only Socket Mode needs it)"))
+    elif not slack.app_token.startswith("xapp-"):
+        rows.append(("slack app token", "fail", "SLACK_APP_TOKEN is not an app-level token (xapp-...; Basic "
+                                                "Information → App-Level Tokens, scope connections:write)"))
+    else:
+        base_url = (slack.api_url.rstrip("/") + "/") if slack.api_url else WebClient.BASE_URL
+        app_client = WebClient(base_url=base_url, timeout=10)
+        try:
+            app_client.apps_connections_open(app_token=slack.app_token)
+            rows.append(("slack app token", "ok", "apps.connections.open accepted SLACK_APP_TOKEN (Socket Mode)"))
+        except SlackApiError as error:
+            rows.append(("slack app token", "fail", f"apps.connections.open refused SLACK_APP_TOKEN: "
+                                                    f"{error.response.get('error', 'unknown error')}"))
+        except OSError as error:
+            rows.append(("slack app token", "fail", f"cannot reach Slack at {base_url}: {error.__class__.__name__}"))
+    return rows
+
+
+def _webhook_rows(settings: Settings) -> list[Row]:
+    """GitHub's webhooks (and so the change gate) need GITHUB_WEBHOOK_SECRET."""
+    if settings.forge.type != "github":
+        return []
+    gated = settings.gate.policy.provider == "webhook" or bool(settings.gate.change_channel)
+    if os.environ.get("GITHUB_WEBHOOK_SECRET"):
+        return [("github webhook secret", "ok", "set: /github/webhook and the change gate are on")]
+    if gated:
+        return [("github webhook secret", "fail", "GITHUB_WEBHOOK_SECRET is not set, but `gate:` is configured: "
+                                                  "without it there is no /github/webhook and no change gate")]
+    return [("github webhook secret", "warn", "GITHUB_WEBHOOK_SECRET is not set: no /github/webhook, no change gate")]
+
+
+# What fluxbot does on a cluster (bot/cluster.py, bot/follow.py): read and watch the Flux kinds,
+# patch the two it asks to reconcile. Checked with SelfSubjectAccessReview.
+_ACCESS = [(verb, group, plural) for group, plural in (("source.toolkit.fluxcd.io", "gitrepositories"),
+                                                       ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+                                                       ("helm.toolkit.fluxcd.io", "helmreleases"))
+           for verb in ("get", "list", "watch")] + [
+    ("patch", "source.toolkit.fluxcd.io", "gitrepositories"), ("patch", "kustomize.toolkit.fluxcd.io", "kustomizations")]
+
+
+def _missing_access(cluster: FluxCluster) -> list[str]:
+    """`verb plural` pairs the cluster's credentials may not do in its Flux namespace."""
+    from kubernetes import client
+
+    api = client.AuthorizationV1Api(cluster.api.api_client)
+    missing = []
+    for verb, group, plural in _ACCESS:
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=plural,
+                                                            namespace=cluster.namespace)))
+        try:
+            allowed = api.create_self_subject_access_review(review).status.allowed
+        except Exception as error:  # the API's own refusal to answer is a finding too
+            raise ClusterError(f"cannot ask the API server what fluxbot may do: {error.__class__.__name__}") from None
+        if not allowed:
+            missing.append(f"{verb} {plural}")
+    return missing
 
 
 def _check(args: argparse.Namespace) -> int:

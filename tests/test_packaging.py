@@ -134,7 +134,8 @@ def test_secrets_are_referenced_never_inlined() -> None:
 
 # Web API method -> the bot scope it needs (Slack's method docs).
 _SCOPES = {"chat_postMessage": "chat:write", "chat_update": "chat:write", "chat_postEphemeral": "chat:write",
-           "usergroups_users_list": "usergroups:read", "auth_test": None}
+           "usergroups_users_list": "usergroups:read", "auth_test": None,
+           "apps_connections_open": None}  # Socket Mode: the app-level token (connections:write), no bot scope
 
 
 def test_the_slack_manifest_asks_for_exactly_the_scopes_used() -> None:

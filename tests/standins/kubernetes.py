@@ -30,6 +30,7 @@ class KubernetesStandIn:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
     events: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)  # (rv, plural, type, obj)
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    denied: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural) the RBAC does not allow
 
     def __post_init__(self) -> None:
         self.version = 100
@@ -86,6 +87,8 @@ class KubernetesStandIn:
             return
         url = urlparse(handler.path)
         parts = url.path.strip("/").split("/")
+        if handler.command == "POST" and parts == ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]:
+            return self._access_review(handler)
         if len(parts) == 4 and parts[0] == "apis":  # cluster-wide: /apis/{group}/{version}/{plural}
             parts = parts[:3] + ["namespaces", "*", parts[3]]
         # /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]
@@ -118,6 +121,15 @@ class KubernetesStandIn:
                                float(query.get("timeoutSeconds", ["30"])[0]))
         return send_json(handler, 200, {"apiVersion": f"{group}/{version}", "kind": f"{kind}List",
                                     "metadata": {"resourceVersion": str(self.version)}, "items": self._list(plural, namespace)})
+
+    def _access_review(self, handler: BaseHTTPRequestHandler) -> None:
+        """SelfSubjectAccessReview: may the caller do spec.resourceAttributes? Answered from `denied`
+        (https://kubernetes.io/docs/reference/kubernetes-api/authorization-resources/self-subject-access-review-v1/)."""
+        review = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length") or 0)))
+        attributes = review["spec"]["resourceAttributes"]
+        allowed = (attributes["verb"], attributes["resource"]) not in self.denied
+        review["status"] = {"allowed": allowed, **({} if allowed else {"reason": "no RBAC rule allows it"})}
+        send_json(handler, 201, review)
 
     def _watch(self, handler: BaseHTTPRequestHandler, plural: str, namespace: str, since: int, timeout: float) -> None:
         handler.send_response(200)
@@ -166,6 +178,7 @@ def _handler(standin: KubernetesStandIn) -> type[BaseHTTPRequestHandler]:
             standin.handle(self)
 
         do_PATCH = do_GET
+        do_POST = do_GET  # SelfSubjectAccessReview
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
