@@ -22,7 +22,7 @@ from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.service import FluxBot, Request, Response
-from bot.metrics import JOURNAL_DEPTH, RETENTION_DELETED
+from bot.metrics import REGISTRY, RETENTION_DELETED, StoreCollector
 from bot.store import Retention, Store
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
@@ -182,6 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     # webhooks, the probes and the metrics.
     server = build_server(None if args.socket_mode else transport.app, args.host, args.port, webhook=webhook,
                           probes=probes)
+    REGISTRY.register(StoreCollector(bot.store))
     stop = _stop_on_signals()
     # Claimed before listening (so a new request is not replayed as well), replayed after: the
     # listener and the probes answer while the journal is worked off.
@@ -244,7 +245,6 @@ def _keep_recovering(transport: Any, every: float = 15.0) -> None:
         time.sleep(every)
         try:
             transport.recover()
-            JOURNAL_DEPTH.set(transport.store.query("SELECT count(*) AS n FROM requests WHERE state = 'running'")[0]["n"])
         except Exception:
             logging.getLogger(__name__).exception("retrying unanswered requests failed")
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from datetime import datetime, timezone
+from typing import IO
 
 _TOKEN_SHAPES = re.compile(
     r"(gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposer]-[A-Za-z0-9-]{8,}|xapp-[A-Za-z0-9-]{8,}"
@@ -61,6 +63,9 @@ class Redactor(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
+            # formatters (python-json-logger's) format exc_info again when it is there: only the
+            # redacted text may be used
+            record.exc_info = None
         return True
 
 
@@ -77,9 +82,9 @@ class _Rfc3339:
         return rfc3339(record)
 
 
-def setup_logging(level: int = logging.WARNING, structured: bool = False) -> None:
+def setup_logging(level: int = logging.WARNING, structured: bool = False, stream: IO[str] | None = None) -> None:
     """Logs on stderr behind the redactor: JSON lines for the server, readable text for the shell."""
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)  # stderr by default
     if structured:
         from pythonjsonlogger.json import JsonFormatter
 
@@ -97,3 +102,13 @@ def setup_logging(level: int = logging.WARNING, structured: bool = False) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # An exception nobody caught in a thread goes through the redactor too, not straight to stderr.
+    threading.excepthook = _log_thread_exception
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("fluxbot.threads").error("uncaught exception in thread %s", name,
+                                               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import platform
+import time
 from importlib import metadata
+from typing import Any, Callable, Iterator
 
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, Info,
                                PlatformCollector, ProcessCollector)
 
@@ -41,8 +44,26 @@ HTTP_REFUSED = Counter("fluxbot_http_refused_total", "HTTP requests refused befo
 COMMAND_SECONDS = Histogram("fluxbot_command_duration_seconds", "Time to answer a chat command, by verb and outcome.",
                             ["verb", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
                             registry=REGISTRY)
-JOURNAL_DEPTH = Gauge("fluxbot_journal_requests", "Journalled chat requests not answered yet.", registry=REGISTRY)
 JOURNAL_GIVEN_UP = Counter("fluxbot_journal_given_up_total", "Journalled requests given up after the last retry.",
                            registry=REGISTRY)
 RETENTION_DELETED = Counter("fluxbot_retention_deleted_total", "Store rows deleted by retention, by table.",
                             ["table"], registry=REGISTRY)
+WEBHOOK_DELIVERIES = Counter("fluxbot_webhook_deliveries_total", "GitHub webhook deliveries by event and result.",
+                             ["event", "result"], registry=REGISTRY)
+
+
+class StoreCollector:
+    """Gauges read from the store at scrape time: the journal and the change gates waiting."""
+
+    def __init__(self, store: Any, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        journal = self._store.query("SELECT count(*) AS n FROM requests WHERE state = 'running'")[0]["n"]
+        yield GaugeMetricFamily("fluxbot_journal_requests", "Journalled chat requests not answered yet.", value=journal)
+        gates = self._store.query("SELECT count(*) AS n, min(created) AS oldest FROM gates WHERE state = 'pending'")[0]
+        yield GaugeMetricFamily("fluxbot_gates_pending", "Change gates waiting for a decision.", value=gates["n"])
+        waited = self._clock() - gates["oldest"] if gates["oldest"] else 0.0
+        yield GaugeMetricFamily("fluxbot_gate_oldest_wait_seconds", "How long the oldest pending gate has waited.",
+                                value=waited)

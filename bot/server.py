@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # GitHub caps webhook payloads at 25 MB but ours (pull_request, review, status, check_run) are tens of
 # KB. A body above this is refused with 413 before anything reads it.
 MAX_BODY = 1024 * 1024
+MAX_WEBHOOK_BODY = 5 * 1024 * 1024  # GitHub's pull request payloads are tens of KB; bodies are capped at 65,536 chars
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Probe = Callable[[], str]  # '' when fine, else what is wrong
@@ -145,7 +146,7 @@ def build_server(slack_app: Any, host: str, port: int, threads: int = 8, webhook
     if slack_app is not None:
         routes["/slack/events"] = limited(timed(SlackRequestHandler(slack_app)))
     if webhook is not None:
-        routes["/github/webhook"] = limited(webhook)
-    # waitress refuses (413) a declared or chunked body above the limit before buffering it.
+        routes["/github/webhook"] = limited(webhook, MAX_WEBHOOK_BODY)
+    # waitress refuses (413) a declared or chunked body above the largest limit before buffering it.
     return create_server(wsgi_app(routes), host=host, port=port, threads=threads, ident="fluxbot",
-                         max_request_body_size=MAX_BODY)
+                         max_request_body_size=MAX_WEBHOOK_BODY)

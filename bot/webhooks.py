@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
+from bot.metrics import WEBHOOK_DELIVERIES
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,15 @@ class GitHubWebhook:
         if environ.get("REQUEST_METHOD") != "POST":
             return _reply(start_response, "405 Method Not Allowed", {"error": "POST only"})
         length = int(environ.get("CONTENT_LENGTH") or 0)
+        event = environ.get("HTTP_X_GITHUB_EVENT", "")
         if length > _MAX_BODY:
+            WEBHOOK_DELIVERIES.labels(event=_label(event), result="too_large").inc()
             return _reply(start_response, "413 Payload Too Large", {"error": "payload too large"})
         body = environ["wsgi.input"].read(length) if length else b""
         if not signature_ok(self._secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
             log.warning("github webhook with a missing or wrong signature was refused")
+            WEBHOOK_DELIVERIES.labels(event=_label(event), result="bad_signature").inc()
             return _reply(start_response, "401 Unauthorized", {"error": "bad signature"})
-        event = environ.get("HTTP_X_GITHUB_EVENT", "")
         delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "")
         try:
             payload = json.loads(body)
@@ -56,7 +59,9 @@ class GitHubWebhook:
         if event == "ping":
             return _reply(start_response, "200 OK", {"ok": True, "zen": payload.get("zen", "")})
         if delivery and not self._store.first_delivery("github", delivery):
+            WEBHOOK_DELIVERIES.labels(event=_label(event), result="duplicate").inc()
             return _reply(start_response, "200 OK", {"ok": True, "duplicate": True})
+        WEBHOOK_DELIVERIES.labels(event=_label(event), result="accepted").inc()
         self._worker.submit(self._safely, event, payload)
         return _reply(start_response, "202 Accepted", {"ok": True})
 
@@ -70,6 +75,15 @@ class GitHubWebhook:
         """Wait until every accepted event is handled (tests, shutdown)."""
         done: Future[None] = self._worker.submit(lambda: None)
         done.result(timeout=60)
+
+
+# GitHub's event names (https://docs.github.com/en/webhooks/webhook-events-and-payloads); anything
+# else is `other`, so an unsigned caller cannot mint label values.
+_EVENTS = {"pull_request", "pull_request_review", "check_run", "check_suite", "status", "push", "ping"}
+
+
+def _label(event: str) -> str:
+    return event if event in _EVENTS else "other"
 
 
 def _reply(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:

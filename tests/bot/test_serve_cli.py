@@ -68,6 +68,7 @@ def test_serve_answers_signed_requests_and_refuses_forged_ones(example_repo: Pat
         assert 'fluxbot_commands_total{outcome="denied",verb="promote"} 1.0' in metrics  # denied is not failed
         assert 'fluxbot_command_duration_seconds_count{outcome="ok",verb="help"} 1.0' in metrics
         assert "process_resident_memory_bytes" in metrics and 'fluxbot_build_info{python=' in metrics
+        assert "fluxbot_gates_pending 0.0" in metrics and "fluxbot_journal_requests" in metrics
         assert "fluxbot_slack_ack_seconds_count 3.0" in metrics
     finally:
         process.terminate()
@@ -300,3 +301,33 @@ def test_a_github_outage_shows_in_readyz_and_metrics_but_the_pod_stays_ready(
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert GITHUB_TOKEN not in output
+
+
+def test_webhook_deliveries_are_counted_by_event_and_result(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import io
+
+    from bot.metrics import REGISTRY
+    from bot.store import Store
+    from bot.webhooks import GitHubWebhook
+
+    def deliver(body: bytes, event: str, delivery: str, secret: str = "webhook-secret-0123") -> str:
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                   "HTTP_X_HUB_SIGNATURE_256": signature, "HTTP_X_GITHUB_EVENT": event, "HTTP_X_GITHUB_DELIVERY": delivery}
+        status: list[str] = []
+        hook(environ, lambda s, headers: status.append(s))
+        return status[0]
+
+    def count(event: str, result: str) -> float:
+        return REGISTRY.get_sample_value("fluxbot_webhook_deliveries_total", {"event": event, "result": result}) or 0.0
+
+    hook = GitHubWebhook("webhook-secret-0123", Store(tmp_path / "db"), lambda event, payload: None)
+    before = {k: count(*k) for k in (("status", "accepted"), ("status", "duplicate"), ("other", "bad_signature"))}
+    assert deliver(b"{}", "status", "d1").startswith("202")
+    assert deliver(b"{}", "status", "d1").startswith("200")  # redelivered
+    assert deliver(b"{}", "made-up-event", "d2", secret="wrong").startswith("401")
+    hook.drain()
+    assert {k: count(*k) - v for k, v in before.items()} == {("status", "accepted"): 1, ("status", "duplicate"): 1,
+                                                            ("other", "bad_signature"): 1}
