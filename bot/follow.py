@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bot.cluster import ClusterError, FluxCluster
-from bot.metrics import RECONCILES
+from bot.metrics import RECONCILE_SECONDS, RECONCILES
 from bot.store import Store
 from commands.model import Message, PullRequest
 from commands.reconcile import FluxState, evaluate, expected_revision, seconds
@@ -136,6 +136,7 @@ class ReconcileFollower:
                         lines=(f"still {state.summary} after {int(self.clock() - row['started'])} s",
                                f"`/flux status {row['cluster']}` shows the live state")))
                     RECONCILES.labels(outcome="timeout").inc()
+                    RECONCILE_SECONDS.labels(outcome="timeout").observe(self.clock() - row["started"])
                     return
                 try:
                     changed.get(timeout=min(remaining, 1.0))
@@ -200,10 +201,12 @@ class ReconcileFollower:
         took = int(self.clock() - row["started"])
         if state.state == "applied":
             RECONCILES.labels(outcome="applied").inc()
+            RECONCILE_SECONDS.labels(outcome="applied").observe(self.clock() - row["started"])
             self._finish(row, "applied", Message(f"{row['cluster']} runs {row['tag']}", tone="success",
                                                  lines=(f"Flux applied `{row['expected']}` in {took} s",)))
             return
         RECONCILES.labels(outcome="failed").inc()
+        RECONCILE_SECONDS.labels(outcome="failed").observe(self.clock() - row["started"])
         self._finish(row, "failed", Message(
             f"Reconcile of {row['cluster']} to {row['tag']} failed", tone="error",
             lines=(state.summary, f"{state.failing}: {state.message}")),

@@ -27,6 +27,8 @@ SLACK_RESPONSE = Histogram(
     "fluxbot_slack_ack_seconds", "Time from a Slack request's arrival to fluxbot's HTTP answer (the ack).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0), registry=REGISTRY,
 )
+RECONCILE_SECONDS = Histogram("fluxbot_reconcile_duration_seconds", "From a merge to Flux's verdict, by outcome.",
+                              ["outcome"], buckets=(10, 30, 60, 120, 300, 600, 1200, 3600), registry=REGISTRY)
 RECONCILES = Counter("fluxbot_reconciles_total", "Followed reconciles by outcome (applied, failed, timeout).",
                      ["outcome"], registry=REGISTRY)
 

@@ -81,6 +81,12 @@ def flow(slack_app, slack_standin, kube, example_repo, tmp_path):
 
 
 def test_merge_then_ready_posts_one_success(flow) -> None:
+    from bot.metrics import REGISTRY
+
+    def applied() -> float:
+        return REGISTRY.get_sample_value("fluxbot_reconcile_duration_seconds_count", {"outcome": "applied"}) or 0.0
+
+    before = applied()
     ts = flow.rollback_and_merge()
     assert {(p, n) for p, n, _ in flow.kube.patches} == {("gitrepositories", "infrastructure"), ("kustomizations", "infrastructure")}
     assert all("reconcile.fluxcd.io/requestedAt" in patch["metadata"]["annotations"] for _, _, patch in flow.kube.patches)
@@ -94,6 +100,7 @@ def test_merge_then_ready_posts_one_success(flow) -> None:
     flow.follower.wait()
     success = [t for t in flow.thread(ts) if "demo runs v0.3.0" in t]
     assert len(success) == 1 and f"Flux applied `{new}`" in success[0]
+    assert applied() == before + 1  # the reconcile's duration is observed once
     posted = len(flow.standin.posts())
     flow.kube.set_status("kustomizations", "infrastructure", ready_status("kustomization.status.ready-true.sha1-format.yaml", new))
     flow.follower.wait()
