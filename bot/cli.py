@@ -288,7 +288,7 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     from bot.prcheck import PrChecks, fan_out
 
     # Every PR touching the fleet gets its rendered check (#18); the gate decides on approvals.
-    checks = PrChecks(bot.workspace, bot.forge)
+    checks = PrChecks(bot.workspace, bot.forge, notify=gate.notify)
     return GitHubWebhook(secret, bot.store, fan_out(checks.on_event, gate.on_event))
 
 

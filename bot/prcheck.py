@@ -16,6 +16,7 @@ from typing import Any, Callable
 from bot.checkrunner import CheckRunner, RunToken
 from bot.fleetcheck import _fetch, check_change
 from bot.git.workspace import Workspace
+from commands.model import Link, Message
 from commands.planreport import MARKER, CheckResult, to_markdown
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ _DESCRIPTION_LIMIT = 140  # a commit status description is cut by GitHub beyond 
 class PrChecks:
     """Checks PRs on webhook events and publishes the result on the PR."""
 
-    def __init__(self, workspace: Workspace, forge: Any, runner: CheckRunner | None = None) -> None:
+    def __init__(self, workspace: Workspace, forge: Any, runner: CheckRunner | None = None,
+                 notify: Callable[[int, str, Message], None] | None = None) -> None:
         self.workspace = workspace
         self.forge = forge  # GitHubForge: its PyGithub `repo`, and `set_status`
         self.runner = runner or CheckRunner()
+        self.notify = notify  # the PR's Slack thread, if it has one (ChangeGate.notify: once per key)
 
     def on_event(self, event: str, payload: dict[str, Any]) -> Future[None] | None:
         if event != "pull_request" or payload.get("action") not in CHECKED_ACTIONS:
@@ -66,6 +69,16 @@ class PrChecks:
         if result.clusters or result.failed:
             upsert_comment(self.forge.repo, number, to_markdown(result))
         self.forge.set_status(head, state, result.headline()[:_DESCRIPTION_LIMIT], STATUS_CONTEXT)
+        if self.notify is not None and result.clusters:
+            url = f"{self.forge.repo.html_url}/pull/{number}"
+            self.notify(number, f"check-{head}", summary_message(result, f"PR #{number} at {head[:12]}", url))
+
+
+def summary_message(result: CheckResult, title: str, url: str) -> Message:
+    """The check for a Slack thread: one line per cluster and the link to the diff on the PR."""
+    lines = tuple(f"{c.cluster}: {c.summary()}" + (f" — {c.error}" if c.error else "") for c in result.clusters)
+    return Message(f"{title}: {result.headline()}", lines=lines, tone="error" if result.failed else "success",
+                   links=(Link("Rendered diff on the PR", url),))
 
 
 def upsert_comment(repo: Any, number: int, body: str) -> None:

@@ -174,3 +174,30 @@ def test_flux_plan_in_slack_answers_the_summary_per_cluster_with_the_prs_link(sl
     buttons = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
     others = [b["text"]["text"] for b in answer["blocks"] if b["type"] == "section"]
     assert any("PR #1" in e["text"]["text"] for e in buttons) or any("local://" in t for t in others)
+
+
+def test_renders_are_shared_between_base_and_head_and_only_affected_clusters_render(
+        flux_demo: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.bot.test_checks import rendered
+
+    real = tool("kubectl", "the check renders with `kubectl kustomize`")
+    log = tmp_path / "kubectl.log"
+    wrapper = tmp_path / "bin" / "kubectl"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$2" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:/usr/bin:/bin")
+    log.touch()
+    values = (flux_demo / "clusters/demo/apps/values/podinfo.yaml").read_text()
+    _commit(flux_demo, "host", {"clusters/demo/apps/values/podinfo.yaml": values.replace("podinfo.production", "podinfo.example")})
+    code, out = _check(flux_demo, tmp_path, capsys, "host")
+    assert code == 0 and [c["cluster"] for c in json.loads(out)["clusters"]] == ["demo"]
+    calls = rendered(log)
+    assert not any(path.startswith("clusters/test") for path in calls)  # one cluster changed: one cluster renders
+    # demo's directory differs between base and head (2 renders, its apps layer too); the tag's
+    # infrastructure and its layers are the same trees on both sides: each rendered once
+    assert calls.count("clusters/demo") == 2 and calls.count("infrastructure") == 1
+    assert all(calls.count(path) == 1 for path in calls if path.startswith("infrastructure"))
+    log.write_text("")
+    assert _check(flux_demo, tmp_path, capsys, "host")[0] == 0
+    assert rendered(log) == []  # warm: every render comes from the cache

@@ -88,6 +88,20 @@ def test_a_hand_made_pr_gets_the_check_and_a_second_push_updates_the_same_commen
     assert _statuses(standin, second)[-1] == ("success", "fluxbot check passed: changes test")
 
 
+def test_the_prs_slack_thread_gets_the_summary_per_cluster_with_a_link(checks) -> None:
+    prs, dev, standin = checks
+    posted: list[tuple[int, str, object]] = []
+    prs.notify = lambda number, key, message: posted.append((number, key, message))
+    head = dev.push("nginx-lb", "infrastructure/nginx/release.yaml", 'type: "NodePort"', 'type: "LoadBalancer"')
+    number = dev.open("nginx-lb")
+    prs.on_event("pull_request", dev.payload(number, "opened")).result(120)
+    [(to, key, message)] = posted
+    assert (to, key) == (number, f"check-{head}")  # once per pushed commit, however often it is delivered
+    assert message.title == f"PR #{number} at {head[:12]}: fluxbot check passed: changes test"
+    assert message.lines == ("demo: ships with the next release", "test: 0 added, 0 removed, 1 changed")
+    assert message.links[0].url.endswith(f"/pull/{number}")
+
+
 def test_an_undefined_variable_fails_the_status(checks) -> None:
     prs, dev, standin = checks
     head = dev.push("region", "infrastructure/kustomization.yaml", '          meta_network_zone: "${meta_network_zone}"\n',
