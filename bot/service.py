@@ -72,6 +72,9 @@ class FluxBot:
     merge_hooks: list[Callable[[PullRequest], None]] = field(default_factory=list)  # e.g. follow the reconcile
     clusters: dict[str, Any] = field(default_factory=dict)  # name -> FluxCluster, for reconcile and live status
     release_requires_green: str = ""
+    # The rendered check is posted as a PR comment (`bot.prcheck`, wired with the GitHub webhook):
+    # the body then leaves out the static checklist.
+    checks_in_comment: bool = False
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -252,7 +255,7 @@ class FluxBot:
         pushed = self.workspace.push_change(plan)
         failpoint("after-push")
         # GitHub refuses bodies over 65,536 characters: the checks' report is kept, the planned text cut.
-        report = pushed.report.markdown() if pushed.report.lines else ""
+        report = pushed.report.markdown() if pushed.report.lines and not self.checks_in_comment else ""
         report = bounded(report, MAX_BODY_CHARS // 2, "report")
         plan = dataclasses.replace(plan, body=bounded(plan.body, MAX_BODY_CHARS - len(report), "description") + report)
         try:

@@ -145,3 +145,19 @@ def test_the_webhook_hands_each_event_to_the_check_and_the_gate_even_if_one_fail
 
     fan_out(broken, lambda event, payload: seen.append(event))("pull_request", {})
     assert seen == ["pull_request"] and "check exploded" in caplog.text
+
+
+def test_fluxbots_own_pr_gets_the_comment_instead_of_the_checklist_in_its_body(checks, github_bot) -> None:
+    from tests.conftest import say
+
+    prs, dev, standin = checks
+    bot = github_bot()
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    assert "### Checks before this PR" in standin.pulls[1]["body"]  # no PR comment wired: the body carries it
+    assert "Closed PR #1" in say(bot, "pr close 1")
+    bot.checks_in_comment = True  # what `fluxbot serve` sets when it wires the PR check
+    assert "Opened: PR #2" in say(bot, "rollback demo")
+    assert "### Checks before this PR" not in standin.pulls[2]["body"]
+    prs.on_event("pull_request", dev.payload(2, "opened")).result(120)
+    [comment] = standin.comments[2]
+    assert comment.startswith(MARKER) and "| demo | 🟡" in comment
