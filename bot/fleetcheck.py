@@ -74,7 +74,8 @@ def check_change(workspace: Workspace, base: str, head: str, base_label: str = "
     """The check of head against base (both commit ids in the workspace's mirror); `checkpoint`
     is called before each cluster (a superseded PR check raises there)."""
     branch = default_branch or workspace.default_branch
-    sides = [Side(commit, label or commit[:12], RepoSnapshot(GitReader(workspace.repo, commit)))
+    # Each thread reads through its own Repo: GitPython's object reader is not thread-safe.
+    sides = [Side(commit, label or commit[:12], RepoSnapshot(GitReader(workspace._reader_repo(), commit)))
              for commit, label in ((base, base_label), (head, head_label))]
     old, new = sides
     changes = changed_files(workspace, base, head)
