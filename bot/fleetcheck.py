@@ -14,12 +14,12 @@ from typing import Any, Callable
 from bot.git.checks import CheckReport, _Walk
 from bot.git.render import ORIGIN_ANNOTATION, Renderer
 from bot.git.workspace import GitReader, Workspace, WorkspaceError
-from commands.affected import AffectedCluster, FileChange, affected_clusters, touches_fleet
+from commands.affected import AffectedCluster, FileChange, affected_clusters, touches_fleet, watched
 from commands.model import CommandError, Link, Message
 from commands.objectdiff import AppliedObject, diff_objects
 from commands.plan import ShowCheck
 from commands.planreport import CheckResult, ClusterCheck, to_message
-from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot
+from commands.repo import RepoSnapshot
 
 _FLUX_KUSTOMIZATION = "kustomize.toolkit.fluxcd.io/"
 
@@ -79,9 +79,9 @@ def check_change(workspace: Workspace, base: str, head: str, base_label: str = "
              for commit, label in ((base, base_label), (head, head_label))]
     old, new = sides
     changes = changed_files(workspace, base, head)
-    if not touches_fleet(changes):
-        return CheckResult(old.label, new.label, (), (f"no file under {CLUSTERS_DIR}/, {INFRASTRUCTURE_DIR}/ or apps/ "
-                                                      "changed: nothing to render",))
+    if not touches_fleet(changes, new.snapshot.layout):
+        dirs = ", ".join(f"{d}/" for d in watched(new.snapshot.layout))
+        return CheckResult(old.label, new.label, (), (f"no file under {dirs} changed: nothing to render",))
     renderer = Renderer(workspace, workspace.render_cache)
     checks = []
     for affected in affected_clusters(changes, old.snapshot, new.snapshot):

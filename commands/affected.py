@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from commands.repo import CLUSTERS_DIR, INFRASTRUCTURE_DIR, RepoSnapshot
+from commands.layout import Layout
+from commands.repo import RepoSnapshot
 
 APPS_DIR = "apps"  # the apps a cluster's apps/kustomization.yaml deploys live here (see RepoSnapshot._apps)
-WATCHED = (CLUSTERS_DIR, INFRASTRUCTURE_DIR, APPS_DIR)
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,19 @@ class AffectedCluster:
         return "; ".join(self.reasons)
 
 
-def touches_fleet(changes: Iterable[FileChange]) -> bool:
-    """Whether any changed path is under `clusters/`, `infrastructure/` or `apps/`."""
-    return any(path.split("/", 1)[0] in WATCHED for change in changes for path in change.paths)
+def watched(layout: Layout) -> tuple[str, ...]:
+    """The directories whose changes reach clusters: `layout.clusters`, `layout.infrastructure`, apps."""
+    return (layout.clusters.strip("/"), layout.infrastructure.strip("/"), APPS_DIR)
+
+
+def _under(path: str, directory: str) -> bool:
+    return path.startswith(directory + "/")
+
+
+def touches_fleet(changes: Iterable[FileChange], layout: Layout | None = None) -> bool:
+    """Whether any changed path is under `clusters/`, `infrastructure/` or `apps/` (as laid out)."""
+    dirs = watched(layout or Layout())
+    return any(_under(path, d) for change in changes for path in change.paths for d in dirs)
 
 
 def affected_clusters(changes: Iterable[FileChange], base: RepoSnapshot, head: RepoSnapshot) -> list[AffectedCluster]:
@@ -56,15 +66,15 @@ def affected_clusters(changes: Iterable[FileChange], base: RepoSnapshot, head: R
             found.append(reason)
 
     for snapshot in (base, head):
+        clusters_dir, infrastructure_dir, apps_dir = watched(snapshot.layout)
         for path in paths:
-            parts = path.split("/")
-            if parts[0] == CLUSTERS_DIR and len(parts) >= 3:
-                hit(parts[1], f"{CLUSTERS_DIR}/{parts[1]}/ changed")
-            elif parts[0] == APPS_DIR and len(parts) >= 3:
+            if _under(path, clusters_dir) and len(rest := path[len(clusters_dir) + 1:].split("/")) >= 2:
+                hit(rest[0], f"{clusters_dir}/{rest[0]}/ changed")
+            elif _under(path, apps_dir) and len(rest := path[len(apps_dir) + 1:].split("/")) >= 2:
                 for cluster in snapshot.clusters:
-                    if any(app.name == parts[1] for app in cluster.apps):
-                        hit(cluster.name, f"runs app {parts[1]}")
-            elif parts[0] == INFRASTRUCTURE_DIR:
+                    if any(app.name == rest[0] for app in cluster.apps):
+                        hit(cluster.name, f"runs app {rest[0]}")
+            elif _under(path, infrastructure_dir):
                 for cluster in snapshot.clusters:
                     if cluster.pin is None:
                         continue
@@ -72,7 +82,8 @@ def affected_clusters(changes: Iterable[FileChange], base: RepoSnapshot, head: R
                         hit(cluster.name, f"tracks branch {cluster.pin.value}")
                     else:
                         later.setdefault(cluster.name, f"pinned to {cluster.pin.kind} {cluster.pin.value}")
+    infrastructure_dir = watched(head.layout)[1]
     found = [AffectedCluster(name, tuple(why)) for name, why in reasons.items()]
-    found += [AffectedCluster(name, (f"{why}: the infrastructure/ change ships with the next release",), True)
+    found += [AffectedCluster(name, (f"{why}: the {infrastructure_dir}/ change ships with the next release",), True)
               for name, why in later.items() if name not in reasons]
     return sorted(found, key=lambda a: a.name)

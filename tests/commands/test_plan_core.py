@@ -144,3 +144,15 @@ def test_json_report() -> None:
     assert test["objects"][0]["name"] == "cm-0" and test["objects"][0]["diff"].startswith("--- /dev/null")
     assert [c["result"] for c in data["clusters"]] == ["changed", "ships-later", "failed"]
     json.dumps(data)
+
+
+def test_the_layouts_directories_are_the_ones_watched() -> None:
+    from commands.layout import Layout
+
+    layout = Layout(infrastructure="platform/base", clusters="fleet")
+    tree = {"fleet/lab/infra.yaml": cluster_file("lab", "branch: main").replace("./infrastructure/", "./platform/base/")}
+    repo = RepoSnapshot(MemoryReader([tree]), layout=layout)
+    assert touches_fleet([FileChange("platform/base/nginx/release.yaml")], layout)
+    assert not touches_fleet([FileChange("infrastructure/nginx/release.yaml")], layout)
+    assert _names(affected_clusters([FileChange("fleet/lab/infra.yaml")], repo, repo)) == {"lab": False}
+    assert affected_clusters([FileChange("clusters/lab/infra.yaml")], repo, repo) == []
