@@ -13,15 +13,11 @@ import time
 from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
-from bot.config import ConfigError, ForgeSettings, Settings, SlackSettings, load_settings
 from bot.logs import REDACTOR, setup_logging
 from bot.example_repo import write_example_repo
-from bot.cluster import ClusterError, FluxCluster
-from bot.follow import ReconcileFollower
 from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
-from bot.service import FluxBot, Request, Response
 from bot.metrics import REGISTRY, RETENTION_DELETED, StoreCollector
 from bot.store import Retention, Store
 from bot.git.workspace import Workspace, WorkspaceError
@@ -30,12 +26,20 @@ from commands.permissions import Policy
 if TYPE_CHECKING:
     from github import Auth
 
-# The GitHub client (and, through the forge, requests and jwt) is imported where it is used:
-# `fluxbot check` and `fluxbot shell` on the local forge never need it, and CI pays for every import.
+    from bot.config import ForgeSettings, Settings
+    from bot.cluster import FluxCluster
+    from bot.config import SlackSettings
+    from bot.follow import ReconcileFollower
+    from bot.service import FluxBot, Response
+
+# The Kubernetes and GitHub clients (through the config, the service and the forge) are imported
+# where they are used: `fluxbot check` needs neither, and CI pays for every import at start (#18).
 
 
 def build_bot(settings: Settings) -> FluxBot:
     """Wire the bot for `settings`: the local forge by default, GitHub when configured."""
+    from bot.service import FluxBot
+
     if settings.forge.type == "github":
         return _github_bot(settings)
     state = settings.resolved_state_dir()
@@ -47,12 +51,16 @@ def build_bot(settings: Settings) -> FluxBot:
     return bot
 
 
-def _clusters(settings: Settings) -> dict[str, FluxCluster]:
+def _clusters(settings: Settings) -> dict[str, Any]:
+    from bot.cluster import FluxCluster
+
     return {name: FluxCluster(name, connection) for name, connection in settings.connections.items()}
 
 
 def _github_auth(forge: ForgeSettings) -> Auth.Auth:
     from github import Auth
+
+    from bot.config import ConfigError
 
     if forge.app_id:
         try:
@@ -70,6 +78,7 @@ def _github_bot(settings: Settings) -> FluxBot:
     from github import Auth
 
     from bot.forge.github import GitHubForge, git_url_for
+    from bot.service import FluxBot
 
     forge_settings = settings.forge
     auth = _github_auth(forge_settings)
@@ -90,6 +99,9 @@ def _github_bot(settings: Settings) -> FluxBot:
 
 
 def _shell(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
+    from bot.service import Request
+
     settings = load_settings(args.config)
     settings.repo = args.repo or settings.repo
     if args.example:
@@ -144,6 +156,8 @@ def _print(bot: FluxBot, response: Response) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from bot.config import SlackSettings, load_settings
+    from bot.follow import ReconcileFollower
     from bot.server import build_server
     from bot.slack import SlackTransport, slack_token_problem, web_client
 
@@ -295,6 +309,9 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Validate the config; with --online also try Slack, the forge and the repository."""
+    from bot.cluster import ClusterError
+    from bot.config import ConfigError, SlackSettings, load_settings
+
     rows: list[tuple[str, str, str]] = []
     try:
         settings = load_settings(args.config)
@@ -404,6 +421,8 @@ def _missing_access(cluster: FluxCluster) -> list[str]:
     """`verb plural` pairs the cluster's credentials may not do in its Flux namespace."""
     from kubernetes import client
 
+    from bot.cluster import ClusterError
+
     api = client.AuthorizationV1Api(cluster.api.api_client)
     missing = []
     for verb, group, plural in _ACCESS:
@@ -508,13 +527,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_error(exc: Exception) -> bool:
+    """A bad config or repository (said in one line), not a bug; only modules already loaded can
+    have raised one, so this check imports nothing."""
+    config = sys.modules.get("bot.config")
+    return isinstance(exc, WorkspaceError) or (config is not None and isinstance(exc, config.ConfigError))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     serving = args.command == "serve"
     setup_logging(logging.INFO if serving else logging.WARNING, structured=serving)
     try:
         return args.run(args)
-    except (ConfigError, WorkspaceError) as exc:
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
         print(f"fluxbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
