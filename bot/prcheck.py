@@ -47,10 +47,11 @@ class PrChecks:
         """Render and diff PR `number` at `head` against where it branched from `base_tip`, then publish."""
         self.forge.set_status(head, "pending", "rendering the affected clusters", STATUS_CONTEXT)
         try:
+            # Fetches outside the mirror lock (#20): chat requests read on meanwhile.
+            self.workspace.refresh()
+            for commit in (base_tip, head):
+                _fetch(self.workspace, commit)
             with self.workspace.locked():
-                self.workspace.refresh()
-                for commit in (base_tip, head):
-                    _fetch(self.workspace, commit)
                 base = self.workspace.repo.git.merge_base(base_tip, head)
             result = check_change(self.workspace, base, head, f"base {base[:12]}", f"head {head[:12]}",
                                   checkpoint=token.check)
