@@ -77,7 +77,7 @@ def _github_auth(forge: ForgeSettings) -> Auth.Auth:
 def _github_bot(settings: Settings) -> FluxBot:
     from github import Auth
 
-    from bot.forge.github import GitHubForge, git_url_for
+    from bot.github.forge import GitHubForge, git_url_for
     from bot.service import FluxBot
 
     forge_settings = settings.forge
@@ -90,7 +90,8 @@ def _github_bot(settings: Settings) -> FluxBot:
     workspace = Workspace(git_url, Path(state) / "cache", settings.default_branch,
                           credentials=lambda: holder["forge"].token())
     forge = GitHubForge(forge_settings.repository, auth, workspace, forge_settings.base_url,
-                        forge_settings.reviewers_team, forge_settings.seconds_between_writes or None)
+                        forge_settings.reviewers_team, forge_settings.seconds_between_writes or None,
+                        merge_method=forge_settings.merge_method)
     holder["forge"] = forge
     bot = FluxBot(workspace, forge, store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
@@ -282,8 +283,8 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
     if settings.forge.type != "github" or not secret:
         return None
-    from bot.gate import ChangeGate
-    from bot.webhooks import GitHubWebhook
+    from bot.github.gate import ChangeGate
+    from bot.github.webhooks import GitHubWebhook
 
     REDACTOR.add(secret, os.environ.get(settings.gate.webhook_token_env) if settings.gate.webhook_token_env else None)
     gate = ChangeGate(bot, bot.store, transport, settings.gate)

@@ -95,6 +95,7 @@ class ForgeSettings:
     app_installation_id: int = 0
     reviewers_team: str = ""
     seconds_between_writes: float = 1.0  # GitHub asks integrators to space out writes
+    merge_method: str = ""  # merge | squash | rebase; default: the first the repository allows
 
 
 @dataclass
@@ -212,6 +213,9 @@ def load_settings(path: str | None) -> Settings:
         raise ConfigError(f"forge.type in {path} is `{settings.forge.type}`; use `local` or `github`")
     if settings.forge.type == "github" and "/" not in settings.forge.repository:
         raise ConfigError(f"forge.repository in {path} must be `owner/name` for GitHub")
+    if settings.forge.merge_method not in ("", "merge", "squash", "rebase"):
+        raise ConfigError(f"forge.merge_method in {path} is `{settings.forge.merge_method}`; use merge, squash or rebase"
+                          " (one the repository allows), or leave it out to use the repository's settings")
     settings.policy = _policy(data.get("permissions") or {}, path)
     settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
     settings.release_requires_green = str((data.get("release") or {}).get("require_green_cluster", ""))

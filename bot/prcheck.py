@@ -93,13 +93,18 @@ def upsert_comment(repo: Any, number: int, body: str) -> None:
 
 
 def fan_out(*handlers: Callable[[str, dict[str, Any]], object]) -> Callable[[str, dict[str, Any]], None]:
-    """One webhook handler that hands each event to every handler; one failing stops no other."""
+    """One webhook handler that hands each event to every handler; one failing stops no other, and
+    the event counts as failed when any did."""
 
     def handle(event: str, payload: dict[str, Any]) -> None:
+        failed: Exception | None = None
         for handler in handlers:
             try:
                 handler(event, payload)
-            except Exception:
+            except Exception as error:
                 log.exception("handling the github %s event in %s failed", event, getattr(handler, "__qualname__", handler))
+                failed = failed or error
+        if failed is not None:
+            raise failed  # the delivery is then not recorded as handled: GitHub's Redeliver runs it again (#14)
 
     return handle

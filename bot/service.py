@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from bot.cluster import ClusterError
 from bot.failpoints import failpoint
@@ -26,6 +26,7 @@ from bot.git.workspace import MergeConflict, OriginUnavailable, Workspace, Works
 from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
+from commands.impact import impact
 from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
@@ -60,6 +61,7 @@ class Response:
     request_id: int = 0  # the journal entry; the transport calls `finish` once the answer is out
     pending: bool = False  # the forge or git host is down: the request stays journalled and is retried
     fixed_text: str = ""  # the request with its decision fixed (from/to), for a confirmation to run later
+    retry_after: float = 0.0  # ...and asked to be left alone this many seconds (a rate limit)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class FluxBot:
     # The rendered check is posted as a PR comment (`bot.prcheck`, wired with the GitHub webhook):
     # the body then leaves out the static checklist.
     checks_in_comment: bool = False
+    # Set by the change gate: why PR n may not merge now ('' when it may) and the head commit to merge.
+    merge_guard: Callable[[int], tuple[str, str]] | None = None
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -117,7 +121,7 @@ class FluxBot:
         if not response.request_id:
             return
         if response.pending:
-            self.store.defer_request(response.request_id)
+            self.store.defer_request(response.request_id, time.time() + response.retry_after if response.retry_after else 0)
         else:
             self.store.finish_request(response.request_id)
 
@@ -166,7 +170,8 @@ class FluxBot:
             self._fix_while_waiting(spec, command, request, request_id)
             return Response([Message(str(error), tone="warning", lines=(
                 "fluxbot keeps this request and tries it again, less and less often, for about an hour",
-                "nothing was changed yet; the answer will be posted here"))], pending=True)
+                "nothing was changed yet; the answer will be posted here"))], pending=True,
+                retry_after=float(getattr(error, "retry_after", 0) or 0))
         except (WorkspaceError, ForgeError) as error:
             self.store.audit(user, text, "failed", reason=str(error))
             return Response([Message(str(error), lines=("nothing was changed; try again, or check the repository",), tone="error")])
@@ -182,7 +187,7 @@ class FluxBot:
         return response
 
     def _run(self, spec: CommandSpec, command: Any, request: Request, request_id: int = 0) -> Response:
-        open_prs = tuple(self.forge.open_prs())
+        open_prs: Any = _OnDemand(self.forge.open_prs)  # asked only by commands that read it
         self._authorize(spec, command, request, open_prs)
         freezes = self.store.freezes()
         if spec.action and (refusal := freeze_refusal(freezes, spec.verb, spec.targets(command))):
@@ -210,7 +215,7 @@ class FluxBot:
             return Response(confirmation=_confirmation(outcome, request), fixed_text=fixed)
         response = Response()
         for plan in outcome:
-            pr, message = self.open_change(plan, request.user)
+            pr, message = self.open_change(plan, request.user, request.channel, request.thread_ts)
             response.prs.append(pr)
             response.messages.append(message)
         return response
@@ -228,26 +233,39 @@ class FluxBot:
     def _authorize(self, spec: CommandSpec, command: Any, request: Request, open_prs: tuple[PullRequest, ...]) -> None:
         targets = spec.targets(command)
         if isinstance(command, PrAction):
-            targets = tuple(pr.cluster for pr in open_prs if pr.number == command.number)
+            targets = self._pr_clusters(command.number, open_prs)
         action = None if isinstance(command, ShowCheck) else spec.action  # `pr show` only reads
         decision = decide(self.policy, action, targets, request.user, request.groups, request.channel)
         if not decision.allowed:
             raise CommandError(f"you may not run `{spec.verb}` here", decision.reason)
 
-    def open_change(self, plan: ChangePlan, user: str) -> tuple[PullRequest, Message]:
+    def _pr_clusters(self, number: int, open_prs: tuple[PullRequest, ...]) -> tuple[str, ...]:
+        """Every cluster PR `number`'s real diff touches, from the forge's changed files (labels
+        are display only); past the forge's file cap, every cluster. The local forge's own record
+        otherwise (it writes PRs only from plans)."""
+        changed_files = getattr(self.forge, "changed_files", None)
+        if changed_files is None:
+            return tuple(pr.cluster for pr in open_prs if pr.number == number)
+        changed = changed_files(number)
+        snapshot = self.snapshot()
+        if changed.capped:
+            return tuple(sorted(snapshot.cluster_names))
+        return impact(changed.paths, snapshot).clusters
+
+    def open_change(self, plan: ChangePlan, user: str, channel: str = "", thread_ts: str = "") -> tuple[PullRequest, Message]:
         """Push the plan's branch and open its PR; a branch whose PR failed is deleted again.
 
         Serialised per cluster: identical requests arriving together (a double click, retries)
         all plan before any PR exists, and only the first may push; the rest find its PR.
         """
         with self._cluster_lock(plan.cluster):
-            return self._open_change(plan, user)
+            return self._open_change(plan, user, channel, thread_ts)
 
     def _cluster_lock(self, cluster: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(cluster, threading.Lock())
 
-    def _open_change(self, plan: ChangePlan, user: str) -> tuple[PullRequest, Message]:
+    def _open_change(self, plan: ChangePlan, user: str, channel: str, thread_ts: str) -> tuple[PullRequest, Message]:
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")
@@ -258,6 +276,10 @@ class FluxBot:
         report = pushed.report.markdown() if pushed.report.lines and not self.checks_in_comment else ""
         report = bounded(report, MAX_BODY_CHARS // 2, "report")
         plan = dataclasses.replace(plan, body=bounded(plan.body, MAX_BODY_CHARS - len(report), "description") + report)
+        # Before the PR exists: GitHub delivers `opened` while the create call is still in flight,
+        # and the gate must find who asked (never the bot account, never a label).
+        self.store.record_intent(self.forge.name, plan.branch, pushed.commit, user, plan.cluster, plan.kind,
+                                 channel, thread_ts)
         try:
             pr = self.forge.create(plan, pushed.commit, user)
         except BaseException:
@@ -279,20 +301,33 @@ class FluxBot:
         return Message(f"Unfroze {action.target}", tone="success")
 
     def tag_release(self, pr: PullRequest) -> str | None:
-        """After a release PR merged: tag its merge commit; the tag, or None for other PRs."""
+        """After a release PR merged: tag its merge commit; the tag, or None for other PRs.
+
+        A forge that can tag (GitHub) tags there: the mirror may not have fetched the merge commit."""
         tag = tag_of_release_branch(pr.branch)
         if tag is None or not pr.merge_commit:
             return None
-        self.workspace.tag(pr.merge_commit, tag, f"infrastructure {tag}")
+        tagger = getattr(self.forge, "tag", None) or self.workspace.tag
+        tagger(pr.merge_commit, tag, f"infrastructure {tag}")
         return tag
 
-    def merged(self, pr: PullRequest) -> None:
-        """A PR merged (here, or on the forge): run the merge hooks; one failing does not stop the rest."""
+    def merged(self, pr: PullRequest) -> tuple[bool, str, str]:
+        """A PR merged (here, or on the forge): run the merge hooks and tag a release, once per PR
+        whichever of the chat merge and the `closed` webhook comes first.
+
+        Returns (ran now, the tag made, why tagging failed); one hook failing does not stop the rest."""
+        if not self.store.first_delivery("merged", f"{self.forge.name}:{pr.number}"):
+            return False, "", ""
         for hook in self.merge_hooks:
             try:
                 hook(pr)
             except Exception:
                 log.exception("merge hook failed for PR #%s", pr.number)
+        try:
+            return True, self.tag_release(pr) or "", ""
+        except (ForgeError, WorkspaceError) as error:
+            log.error("tagging the merge of PR #%s failed: %s", pr.number, error)
+            return True, "", str(error)
 
     def _reconcile(self, action: ReconcileAction) -> Message:
         cluster = self.clusters.get(action.cluster)
@@ -325,15 +360,21 @@ class FluxBot:
 
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":
+            head = ""
+            if self.merge_guard is not None:
+                refusal, head = self.merge_guard(action.number)
+                if refusal:
+                    raise CommandError(f"PR #{action.number} cannot be merged yet: {refusal}",
+                                       "it merges once the change gate is green for its newest commit")
             try:
-                pr = self.forge.merge(action.number, user)
+                pr = self.forge.merge(action.number, user, head) if head else self.forge.merge(action.number, user)
             except MergeConflict as conflict:
                 raise self._stale(action.number, user, conflict) from None
-            self.merged(pr)
-            tag = self.tag_release(pr)
+            _ran, tag, tag_error = self.merged(pr)
+            lines = ((f"tagged the merge commit `{pr.merge_commit[:12]}` as `{tag}`",) if tag else ()) + (
+                (f"but the release tag was not made: {tag_error}",) if tag_error else ())
             return Message(f"Merged PR #{pr.number}: {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
-                           lines=(f"tagged the merge commit `{pr.merge_commit[:12]}` as `{tag}`",) if tag else (),
-                           tone="success")
+                           lines=lines, tone="warning" if tag_error else "success")
         pr = self.forge.close(action.number, user)
         return Message(f"Closed PR #{pr.number}: {pr.title}", lines=(f"branch {pr.branch} deleted",))
 
@@ -357,6 +398,24 @@ class FluxBot:
             freed = f"close PR #{number}, then ask again"
         return CommandError(f"PR #{number} cannot merge: " + "; ".join(lines),
                             "; ".join(x for x in (freed, "check `status`, then ask again if the change is still wanted") if x))
+
+
+class _OnDemand(Sequence[PullRequest]):
+    """The open PRs, listed from the forge the first time a command reads them (most never do)."""
+
+    def __init__(self, load: Callable[[], list[PullRequest]]) -> None:
+        self._load, self._items = load, None  # type: ignore[assignment]
+
+    def _all(self) -> tuple[PullRequest, ...]:
+        if self._items is None:
+            self._items = tuple(self._load())
+        return self._items
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _journalled(row: Any) -> Request:

@@ -77,6 +77,28 @@ CREATE TABLE IF NOT EXISTS gates (
     decided_by TEXT,
     PRIMARY KEY (forge, number)
 );
+-- what fluxbot was asked for, recorded BEFORE its PR is opened: GitHub sends `opened` while the
+-- create call is still in flight, so the gate finds who asked, for which cluster and which kind of
+-- change by the head branch and the exact commit fluxbot pushed, never from labels
+CREATE TABLE IF NOT EXISTS intents (
+    forge TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (forge, branch, sha)
+);
+-- the forge accounts that opened or pushed to a PR (four eyes on hand-made PRs)
+CREATE TABLE IF NOT EXISTS pr_people (
+    forge TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    login TEXT NOT NULL,
+    PRIMARY KEY (forge, number, login)
+);
 CREATE TABLE IF NOT EXISTS freezes (
     target TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -152,7 +174,11 @@ class Store:
     def _migrate(self) -> None:
         """Add the columns newer versions use to a state file an older fluxbot wrote."""
         added = {"requests": {"attempts": "INTEGER NOT NULL DEFAULT 0", "notified": "INTEGER NOT NULL DEFAULT 0",
-                              "next_try": "REAL NOT NULL DEFAULT 0"}}
+                              "next_try": "REAL NOT NULL DEFAULT 0"},
+                 # the base a gate was judged against, and whether its status reached the forge
+                 "gates": {"base": "TEXT NOT NULL DEFAULT ''", "reported": "INTEGER NOT NULL DEFAULT 0"},
+                 # a thread whose PR merged or closed (and was told so) is left out of catch-up
+                 "threads": {"settled": "INTEGER NOT NULL DEFAULT 0"}}
         with self.transaction() as db:
             for table, columns in added.items():
                 present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -189,6 +215,9 @@ class Store:
         return self._connection().execute(sql, args).fetchall()
 
     # deliveries, confirmations, threads ---------------------------------------------------
+
+    def delivery_seen(self, source: str, delivery_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM deliveries WHERE source = ? AND id = ?", source, delivery_id))
 
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery; False when it was seen before (a retry or redelivery)."""
@@ -233,14 +262,57 @@ class Store:
         return rows[0] if rows else None
 
     def save_gate(self, forge: str, number: int, head: str, state: str, description: str, clusters: list[str],
-                  kind: str, requester: str, author: str, created: float, expires: float) -> None:
-        """Start the gate for a PR's (new) head commit, replacing any gate of an older commit."""
+                  kind: str, requester: str, author: str, created: float, expires: float, base: str = "") -> None:
+        """Start the gate for a PR's (new) head commit or base, replacing any earlier gate."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO gates (forge, number, head, state, description, clusters, kind, requester,"
-                " author, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (forge, number, head, state, description, json.dumps(clusters), kind, requester, author, created, expires),
+                " author, created, expires, base, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (forge, number, head, state, description, json.dumps(clusters), kind, requester, author, created,
+                 expires, base),
             )
+
+    def gate_reported(self, forge: str, number: int, head: str, state: str) -> None:
+        """The forge took the gate's `state` for `head` (a failed status POST is retried until then)."""
+        with self.transaction() as db:
+            db.execute("UPDATE gates SET reported = 1 WHERE forge = ? AND number = ? AND head = ? AND state = ?",
+                       (forge, number, head, state))
+
+    def gates_for_head(self, forge: str, head: str) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM gates WHERE forge = ? AND head = ?", forge, head)
+
+    def record_intent(self, forge: str, branch: str, sha: str, requester: str, cluster: str, kind: str,
+                      channel: str, thread_ts: str) -> None:
+        """Who asked for the change fluxbot pushed as `sha` on `branch` (before its PR exists)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO intents (forge, branch, sha, requester, cluster, kind, channel, thread_ts,"
+                       " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (forge, branch, sha, requester, cluster, kind, channel, thread_ts, now()))
+
+    def intent(self, forge: str, branch: str, sha: str) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? AND sha = ?", forge, branch, sha)
+        return rows[0] if rows else None
+
+    def branch_intent(self, forge: str, branch: str) -> sqlite3.Row | None:
+        """The newest intent on `branch`, whatever commit (commits pushed on top are someone else's)."""
+        rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? ORDER BY rowid DESC LIMIT 1", forge, branch)
+        return rows[0] if rows else None
+
+    def add_pr_people(self, forge: str, number: int, logins: list[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO pr_people (forge, number, login) VALUES (?, ?, ?)",
+                           [(forge, number, login) for login in logins if login])
+
+    def pr_people(self, forge: str, number: int) -> frozenset[str]:
+        return frozenset(r["login"] for r in self.query("SELECT login FROM pr_people WHERE forge = ? AND number = ?",
+                                                        forge, number))
+
+    def settle_thread(self, forge: str, number: int) -> None:
+        """The PR merged or closed: its thread and its undecided gate are done."""
+        with self.transaction() as db:
+            db.execute("UPDATE threads SET settled = 1 WHERE forge = ? AND number = ?", (forge, number))
+            db.execute("UPDATE gates SET state = 'closed' WHERE forge = ? AND number = ? AND state = 'pending'",
+                       (forge, number))
 
     def gate(self, forge: str, number: int) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM gates WHERE forge = ? AND number = ?", forge, number)
@@ -264,7 +336,8 @@ class Store:
         return self.query("SELECT * FROM gates WHERE state = 'pending'")
 
     def open_threads(self, forge: str) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM threads WHERE forge = ?", forge)
+        """Threads whose PR has not been seen merged or closed yet."""
+        return self.query("SELECT * FROM threads WHERE forge = ? AND settled = 0", forge)
 
     def freezes(self) -> dict[str, tuple[str, str]]:
         return {r["target"]: (r["reason"], r["by"]) for r in self.query("SELECT * FROM freezes")}
@@ -296,10 +369,11 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))
 
-    def defer_request(self, request_id: int) -> None:
-        """The request waits for the forge or git host; the user has been told so."""
+    def defer_request(self, request_id: int, not_before: float = 0) -> None:
+        """The request waits for the forge or git host; the user has been told so. `not_before`:
+        the forge asked to be left alone until then (a rate limit's retry-after)."""
         with self.transaction() as db:
-            db.execute("UPDATE requests SET notified = 1 WHERE id = ?", (request_id,))
+            db.execute("UPDATE requests SET notified = 1, next_try = MAX(next_try, ?) WHERE id = ?", (not_before, request_id))
 
     def unanswered_requests(self, now: float, everything: bool = False, max_attempts: int = 10, backoff: float = 30.0,
                             longest: float = 600.0) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:

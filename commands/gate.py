@@ -5,7 +5,7 @@ Pure: the adapter in `bot/gate.py` stores gates, sets commit statuses and posts 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Mapping
 
 from commands.impact import Impact
 
@@ -39,10 +39,27 @@ def open_verdict(impact: Impact, kind: str, policy: GatePolicy) -> Verdict:
     return Verdict("pending", f"awaiting change approval: {impact.describe()}"[:140], needs_request=True)
 
 
-def approval_refusal(approver: str, approvers: frozenset[str], requester: str, author: str) -> str:
-    """Why `approver` may not approve (four eyes, approver group), or '' when they may."""
-    if approver in (requester, author):
-        return "four eyes: the requester and the PR author cannot approve their own change"
+def approval_refusal(approver: str, approvers: frozenset[str], requester: str, logins: frozenset[str] = frozenset(),
+                     identities: Mapping[str, str] | None = None) -> str:
+    """Why `approver` (a chat user) may not approve, or '' when they may.
+
+    Four eyes compares identities of one kind: `requester` is a chat user; `logins` are the forge
+    accounts that opened or pushed to the PR, mapped to chat users through `identities`
+    (forge login -> chat user). A login nobody mapped cannot be told apart from the approver
+    unless the approver has a forge login of their own that differs: it never fails open.
+    """
+    identities = identities or {}
+    if approver == requester:
+        return "four eyes: the requester cannot approve their own change"
+    mine = {login.lower() for login, user in identities.items() if user == approver}
+    for login in sorted(logins):
+        if identities.get(login) == approver or login.lower() in mine:
+            return f"four eyes: you opened or pushed to this PR (as {login}) and cannot approve it"
+    unmapped = sorted(login for login in logins if login not in identities)
+    if unmapped and not mine:
+        return (f"four eyes: {', '.join(unmapped)} opened or pushed to this PR and has no chat identity, and your"
+                " chat user has no forge login in `identities`, so fluxbot cannot tell you apart; map both in"
+                " fluxbot.yaml `identities`")
     if approver not in approvers:
         return "only members of the approvers group can decide change requests"
     return ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import hmac
 import json
@@ -15,10 +16,10 @@ import pytest
 
 from bot.cli import build_bot
 from bot.config import ForgeSettings, GateSettings, Settings, SlackSettings
-from bot.gate import ChangeGate
+from bot.github.gate import ChangeGate
 from bot.server import build_server
 from bot.slack import SlackTransport
-from bot.webhooks import GitHubWebhook
+from bot.github.webhooks import GitHubWebhook
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
 from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, git, shared_file
@@ -40,10 +41,21 @@ class GateEnv:
         self.server = None
         self.start()
 
+    def stop(self) -> None:
+        """Stop fluxbot and let go of what it holds (sockets, git processes), as a process exit would."""
+        self.server.close()
+        self.server.task_dispatcher.shutdown()  # close() alone leaves waitress's worker threads running
+        self.transport.close()
+        self.webhook.drain()
+        self.webhook._worker.shutdown(wait=True)
+        self.bot.forge.client.close()
+        self.bot.workspace.repo.close()
+        gc.collect()  # the store's per-thread SQLite connections of the threads just ended
+
     def start(self) -> None:
         """Start (or restart) fluxbot: new objects, same SQLite state."""
         if self.server is not None:
-            self.server.close()
+            self.stop()
         settings = Settings(state_dir=self.state, policy=POLICY, forge=ForgeSettings(
             type="github", repository=self.github.full_name, base_url=self.github.base_url,
             git_url=str(self.github.bare_repo), seconds_between_writes=0))
@@ -58,6 +70,9 @@ class GateEnv:
         threading.Thread(target=self.server.run, daemon=True).start()
         self.harness = SlackHarness(self.transport, self.server.effective_port, self.slack)
         self.hook_url = f"http://127.0.0.1:{self.server.effective_port}/github/webhook"
+        # GitHub sends its webhooks to this fluxbot itself, at its own moments (opened during POST /pulls)
+        self.github.hook_url, self.github.hook_secret = self.hook_url, SECRET
+        self.github.after_delivery = self.webhook.drain
 
     def deliver(self, event: str, payload: dict, delivery: str = "", secret: str = SECRET) -> int:
         body = json.dumps(payload).encode()
@@ -80,21 +95,42 @@ class GateEnv:
         payload["pull_request"].update(number=number, merged=False)
         payload["pull_request"]["head"].update(sha=pull["head"]["sha"], ref=pull["head"]["ref"])
         payload["pull_request"].update(changes)
+        payload["repository"] = self.github.repository()
         return payload
+
+    def delivered(self, event: str, action: str = "") -> list[dict]:
+        """What the GitHub stand-in sent fluxbot, in order."""
+        return [d.payload for d in self.github.deliveries if d.event == event and (not action or d.payload.get("action") == action)]
 
     def promote(self, text: str) -> int:
         """Through Slack as U_ALICE, confirming when asked; the number of the PR opened."""
         before = len(self.github.pulls)
+        answers = lambda: [p for p in self.slack.posts() if p["text"].startswith("! Confirm") or "Opened: PR" in p["text"]]  # noqa: E731
+        seen = len(answers())
         self.harness.command(text)
-        ask = self.slack.wait_for(lambda: [p for p in self.slack.posts()
-                                           if p["text"].startswith("! Confirm") or "Opened: PR" in p["text"]][before:])[0]
+        ask = self.slack.wait_for(lambda: answers()[seen:])[0]
         if ask["text"].startswith("! Confirm"):
             value = next(e for b in ask["blocks"] if b["type"] == "actions" for e in b["elements"]
                          if e["action_id"] == "fluxbot_confirm")["value"]
             self.harness.click("fluxbot_confirm", value, "U_ALICE")
         self.slack.wait_for(lambda: len(self.github.pulls) > before)
-        self.slack.wait_for(lambda: self.bot.store.thread_for("github", len(self.github.pulls)))
-        return len(self.github.pulls)
+        number = len(self.github.pulls)
+        self.slack.wait_for(lambda: [p for p in self.slack.posts() if f"Opened: PR #{number}" in p["text"]])
+        self.slack.wait_for(lambda: self.bot.store.thread_for("github", number))
+        return number
+
+    def hand_pr(self, tmp: Path, branch: str, change, user: str, base: str = "main", title: str = "by hand") -> dict:
+        """Someone clones, commits `change(work)` on `branch` off `base`, pushes and opens a PR on GitHub."""
+        work = tmp / f"hand-{branch.replace('/', '-')}"
+        if not work.exists():
+            git(tmp, "clone", "-q", str(self.github.bare_repo), str(work))
+        git(work, "checkout", "-q", "-B", branch, f"origin/{base}")
+        change(work)
+        git(work, "add", "-A")
+        git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", title)
+        git(work, "push", "-q", "-f", "origin", f"HEAD:refs/heads/{branch}")
+        self.github.pushed(branch, user)
+        return self.github.open_pull_by_hand(branch, title, user, base=base)
 
     def thread(self, number: int) -> list[str]:
         ts = self.bot.store.thread_for("github", number)["thread_ts"]
@@ -116,12 +152,13 @@ def env(github_standin, slack_standin, tmp_path, monkeypatch):
     slack_standin.usergroups["S_CAB"] = ["U_CAB", "U_ALICE"]
     environment = GateEnv(github_standin, slack_standin, tmp_path / "state", monkeypatch, GatePolicy())
     yield environment
-    environment.server.close()
+    environment.stop()
 
 
 def test_signatures_and_ping(env) -> None:
     assert env.deliver("ping", env.payloads["ping"]) == 200
     assert env.deliver("ping", env.payloads["ping"], secret="wrong") == 401
+    env.github.hook_url = ""  # GitHub's own deliveries are lost: only the forged one arrives
     number = env.promote("promote v0.4.0 to demo")
     assert env.deliver("pull_request", env.pr_event("pull_request.opened", number), secret="wrong") == 401
     assert env.github.gate_states(env.github.pulls[number]["head"]["sha"]) == []  # nothing ran
@@ -130,7 +167,7 @@ def test_signatures_and_ping(env) -> None:
 def test_promotion_is_gated_until_an_allowed_approver_approves(env) -> None:
     number = env.promote("promote v0.4.0 to demo")
     head = env.github.pulls[number]["head"]["sha"]
-    assert env.deliver("pull_request", env.pr_event("pull_request.opened", number)) == 202
+    assert env.deliver("pull_request", env.pr_event("pull_request.opened", number)) == 202  # a redelivery changes nothing
     assert env.github.gate_states(head) == ["pending"]
     assert any("Change gate: pending, awaiting approval in <#C_CHANGES>" in t for t in env.thread(number))
     buttons = env.request_buttons()
@@ -148,10 +185,12 @@ def test_promotion_is_gated_until_an_allowed_approver_approves(env) -> None:
     assert status["description"] == "change approved by U_CAB" and status["context"] == "fluxbot/change-gate"
     assert "Change approved by <@U_CAB>" in env.thread(number)[-1]
 
-    merged = env.pr_event("pull_request.closed", number, merged=True, merge_commit_sha="c0ffee" + "0" * 34)
-    assert env.deliver("pull_request", merged, delivery="d-merge") == 202
-    assert env.deliver("pull_request", merged, delivery="d-merge") == 200  # a redelivery
-    assert [t for t in env.thread(number) if "merged" in t] == [f"✓ PR #{number} merged\n  merge commit `c0ffee000000`"]
+    assert env.github.merge_on_page(number, by="carol")[0] == 200
+    merge_commit = env.github.pulls[number]["merge_commit_sha"]
+    (closed,) = env.delivered("pull_request", "closed")
+    assert env.deliver("pull_request", closed, delivery="d-merge") == 202  # GitHub's Redeliver
+    assert env.deliver("pull_request", closed, delivery="d-merge") == 200  # ...and once more: a duplicate
+    assert [t for t in env.thread(number) if "merged" in t] == [f"✓ PR #{number} merged\n  merge commit `{merge_commit[:12]}`"]
 
 
 def test_new_commits_reset_the_approval(env, tmp_path) -> None:
@@ -240,6 +279,7 @@ def test_reviews_and_failing_checks_reach_the_thread(env) -> None:
     env.deliver("pull_request_review", review)
     check = copy.deepcopy(env.payloads["check_run.completed"])
     check["check_run"].update(conclusion="failure", name="kustomize-build", pull_requests=[{"number": number}])
+    check["repository"] = env.github.repository()
     env.deliver("check_run", check)
     thread = env.thread(number)
     assert any(t.startswith("✓ Review: approved by") for t in thread)
@@ -270,5 +310,246 @@ def test_webhook_provider_files_and_polls_the_change_request(github_standin, sla
         assert github_standin.statuses[head][-1]["description"] == "change approved by cab-board"
         assert len([t for t in environment.thread(number) if "Change approved by cab-board" in t]) == 1
     finally:
-        environment.server.close()
+        environment.stop()
         system.stop()
+
+
+# -- GitHub's real event order and the bypasses of issue #14 ------------------------------------
+
+def values_edit(work: Path) -> None:
+    path = work / "clusters/demo/apps/values/podinfo.yaml"
+    path.write_text(path.read_text().replace("podinfo.production", "podinfo.prod"))
+
+
+def change_requests(env) -> list[dict]:
+    return [p for p in env.slack.posts() if p["channel"] == "C_CHANGES" and p["text"].startswith("! Change request")]
+
+
+def test_four_eyes_hold_when_opened_arrives_before_labels_and_the_thread(env) -> None:
+    """GitHub sends `opened` during POST /pulls: the requester is still the one who asked in Slack."""
+    number = env.promote("promote v0.4.0 to demo")
+    head = env.github.pulls[number]["head"]["sha"]
+    opened = env.delivered("pull_request", "opened")[0]
+    assert opened["pull_request"]["labels"] == []  # the stand-in sent it before any label existed
+    assert env.github.gate_states(head) == ["pending"]
+    # the request's own thread was linked, not a "hand-made PR" thread in the change channel
+    assert env.bot.store.thread_for("github", number)["channel"] == "C_OPS"
+    assert not [p for p in env.slack.posts() if p["channel"] == "C_CHANGES" and "changes productive" in p["text"]
+                and not p.get("thread_ts")]
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_ALICE")
+    assert "four eyes" in env.slack.of("chat.postEphemeral")[-1].params["text"]
+    assert env.github.gate_states(head) == ["pending"]
+
+
+def test_an_emergency_rollback_is_expedited_whatever_the_event_order(env) -> None:
+    env.github.hook_url = ""  # hold GitHub's deliveries back, then deliver them labels first
+    number = env.promote("rollback demo because nginx crashloop")
+    head = env.github.pulls[number]["head"]["sha"]
+    held = [d for d in env.github.deliveries if d.event == "pull_request"]
+    for delivery in [d for d in held if d.payload["action"] == "labeled"] + [d for d in held if d.payload["action"] == "opened"]:
+        env.deliver("pull_request", delivery.payload)
+    assert env.github.gate_states(head) == ["success"]
+    assert "emergency rollback" in env.github.statuses[head][-1]["description"]
+
+
+def test_a_rollback_label_on_a_hand_made_pr_expedites_nothing(env, tmp_path) -> None:
+    pull = env.hand_pr(tmp_path, "fluxbot/rollback-demo-v0.1.0", values_edit, "mallory")
+    first_head = pull["head"]["sha"]
+    env.github.label(pull["number"], "rollback", "mallory")
+    env.github.label(pull["number"], "fluxbot", "mallory")
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending"]
+
+    def more(work: Path) -> None:
+        (work / "clusters/demo/apps/values/podinfo.yaml").write_text(
+            (work / "clusters/demo/apps/values/podinfo.yaml").read_text() + "# more\n")
+    work = tmp_path / "hand-fluxbot-rollback-demo-v0.1.0"
+    more(work)
+    git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "more")
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/fluxbot/rollback-demo-v0.1.0")
+    env.github.pushed("fluxbot/rollback-demo-v0.1.0", "mallory")
+    new_head = env.github.pulls[pull["number"]]["head"]["sha"]
+    assert new_head != first_head
+    assert env.github.gate_states(new_head) == ["pending"]
+    assert not [p for p in env.slack.posts() if "Emergency change" in p["text"]]
+
+
+def test_the_author_of_a_hand_made_pr_cannot_approve_it(env, tmp_path) -> None:
+    env.gate.settings.identities = {"carol-gh": "U_CAB"}
+    pull = env.hand_pr(tmp_path, "bump-by-hand", values_edit, "carol-gh")
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert "four eyes" in env.slack.of("chat.postEphemeral")[-1].params["text"]
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending"]
+
+
+def test_an_unmapped_author_never_lets_an_unmapped_approver_through(env, tmp_path) -> None:
+    pull = env.hand_pr(tmp_path, "bump-by-hand", values_edit, "stranger")
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert "cannot tell you apart" in env.slack.of("chat.postEphemeral")[-1].params["text"]
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending"]
+    env.gate.settings.identities = {"cab-gh": "U_CAB"}  # now cab is known to be someone else
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending", "success"]
+
+
+def test_a_values_file_renamed_out_of_a_productive_cluster_is_gated(env, tmp_path) -> None:
+    def move_out(work: Path) -> None:
+        (work / "docs").mkdir(exist_ok=True)
+        git(work, "mv", "clusters/demo/apps/values/podinfo.yaml", "docs/podinfo-values.yaml")
+    pull = env.hand_pr(tmp_path, "tidy-values", move_out, "stranger")
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending"]
+    (request,) = change_requests(env)
+    assert "demo" in request["text"]
+
+
+def test_a_retarget_to_another_base_is_gated_again(env, tmp_path) -> None:
+    # a base branch that already carries the productive change: against it the PR changes only docs
+    env.hand_pr(tmp_path, "staging", values_edit, "stranger", title="staging")
+    env.github.close_on_page(1, "stranger")
+
+    def docs(work: Path) -> None:
+        (work / "NOTES.md").write_text("notes\n")
+    pull = env.hand_pr(tmp_path, "notes", docs, "stranger", base="staging")
+    head = pull["head"]["sha"]
+    assert env.github.gate_states(head) == ["success"]
+    env.github.retarget(pull["number"], "main", "stranger")  # now it also brings the productive change
+    assert env.github.gate_states(head) == ["success", "pending"]
+
+
+def test_a_forged_gate_status_is_put_back_and_announced(env) -> None:
+    env.github.tokens.add("ghp_mallory_token_0000000000")
+    env.github.logins["ghp_mallory_token_0000000000"] = "mallory"
+    number = env.promote("promote v0.4.0 to demo")
+    head = env.github.pulls[number]["head"]["sha"]
+    env.github.post_status(head, "success", "fluxbot/change-gate", "mallory", "looks good to me")
+    assert env.github.gate_states(head) == ["pending", "success", "pending"]
+    alarm = [p for p in env.slack.posts() if p["channel"] == "C_CHANGES" and "bypassed" in p["text"]]
+    assert len(alarm) == 1 and "mallory" in alarm[0]["text"]
+    assert any("forged" in r["command"] for r in env.bot.store.audit_log(20) if r["outcome"] == "bypass")
+
+
+def test_an_admin_bypass_merge_is_announced_and_audited(env) -> None:
+    number = env.promote("promote v0.4.0 to demo")
+    assert env.github.merge_on_page(number, by="admin-ann", bypass=True)[0] == 200
+    assert any("Change gate bypassed" in t and "admin-ann" in t for t in env.thread(number))
+    assert [p for p in env.slack.posts() if p["channel"] == "C_CHANGES" and "bypassed" in p["text"]]
+    assert [r for r in env.bot.store.audit_log(20) if r["outcome"] == "bypass" and r["user"] == "admin-ann"]
+
+
+def test_a_merge_after_approval_is_no_bypass(env) -> None:
+    number = env.promote("promote v0.4.0 to demo")
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert env.github.merge_on_page(number, by="carol")[0] == 200
+    assert not [p for p in env.slack.posts() if "bypassed" in p["text"]]
+
+
+def test_a_direct_push_to_main_changing_a_productive_cluster_is_announced(env, tmp_path) -> None:
+    work = tmp_path / "direct"
+    git(tmp_path, "clone", "-q", str(env.github.bare_repo), str(work))
+    before = git(work, "rev-parse", "HEAD")
+    values_edit(work)
+    git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "hotfix")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    env.github.pushed("main", "root-rick", before=before)
+    alarm = [p for p in env.slack.posts() if p["channel"] == "C_CHANGES" and "bypassed" in p["text"]]
+    assert len(alarm) == 1 and "direct push" in alarm[0]["text"] and "root-rick" in alarm[0]["text"]
+
+
+def test_events_of_other_repositories_are_ignored(env) -> None:
+    number = env.promote("promote v0.4.0 to demo")
+    other = env.pr_event("pull_request.closed", number, merged=True, merge_commit_sha="c0ffee" + "0" * 34)
+    other["repository"] = {**other["repository"], "full_name": "someone/else"}
+    assert env.deliver("pull_request", other) == 202
+    assert not [t for t in env.thread(number) if "merged" in t]
+    same = dict(other, repository={**other["repository"], "full_name": "PLATFORM/Flux-Demo"})  # case-insensitive
+    env.deliver("pull_request", same)
+    assert [t for t in env.thread(number) if "merged" in t]
+
+
+def test_a_delivery_that_failed_is_handled_on_redelivery(env) -> None:
+    env.github.hook_url = ""
+    number = env.promote("promote v0.4.0 to demo")
+    head = env.github.pulls[number]["head"]["sha"]
+    (opened,) = env.delivered("pull_request", "opened")
+    env.github.fail("GET", rf"/pulls/{number}$", 500, "Server Error", times=1)
+    assert env.deliver("pull_request", opened, delivery="d-1") == 202  # handling fails: GitHub is down
+    assert env.github.gate_states(head) == []
+    assert env.deliver("pull_request", opened, delivery="d-1") == 202  # "Redeliver" on GitHub's page
+    assert env.github.gate_states(head) == ["pending"]
+    assert env.deliver("pull_request", opened, delivery="d-1") == 200  # handled: now a duplicate
+
+
+def test_a_failed_status_post_is_retried_not_skipped(env) -> None:
+    env.github.hook_url = ""
+    number = env.promote("promote v0.4.0 to demo")
+    head = env.github.pulls[number]["head"]["sha"]
+    env.github.fail("POST", r"/statuses/", 502, "Bad Gateway", times=1)  # urllib3 does not retry a POST
+    env.deliver("pull_request", env.delivered("pull_request", "opened")[0])
+    assert env.github.gate_states(head) == []
+    env.deliver("pull_request", env.delivered("pull_request", "labeled")[0])  # any later event of the PR
+    assert env.github.gate_states(head) == ["pending"]
+    env.github.push_commit(number, head)  # nothing new: no second status
+    env.gate.sweep()
+    assert env.github.gate_states(head) == ["pending"]
+
+
+def test_a_release_merged_on_the_pr_page_gets_its_tag_on_github(env) -> None:
+    number = env.promote("release v0.5.0")
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB") if change_requests(env) else None
+    assert env.github.merge_on_page(number, by="carol")[0] == 200
+    merge = env.github.pulls[number]["merge_commit_sha"]
+    assert env.github.git("rev-parse", "v0.5.0^{commit}") == merge
+    assert env.github.git("cat-file", "-t", "v0.5.0") == "tag"  # annotated
+    assert any("Tagged the merge commit as v0.5.0" in t for t in env.thread(number))
+
+
+def test_merge_queue_gets_the_gate_of_the_queued_pr(env) -> None:
+    number = env.promote("promote v0.4.0 to demo")
+    group = env.github.queue(number)
+    assert env.github.gate_states(group) == ["failure"]  # not approved yet
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    group = env.github.queue(number)
+    assert env.github.gate_states(group) == ["success"]
+
+
+def test_a_pr_at_githubs_file_cap_touches_every_productive_cluster(env, tmp_path) -> None:
+    def many(work: Path) -> None:
+        (work / "docs" / "bulk").mkdir(parents=True)
+        for i in range(3000):
+            (work / "docs" / "bulk" / f"{i}.txt").write_text(f"{i}\n")
+    pull = env.hand_pr(tmp_path, "bulk-docs", many, "stranger")
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending"]
+    (request,) = change_requests(env)
+    assert "demo" in request["text"]
+    assert any("more than GitHub lists (3000)" in t for t in env.thread(pull["number"]))
+    files_calls = [r for r in env.github.requests if r.path.endswith("/files")]
+    assert files_calls == []  # nothing to list: the count alone decides
+
+
+def test_a_chat_merge_and_its_closed_webhook_run_the_merge_hooks_once(env) -> None:
+    ran = []
+    env.bot.merge_hooks.append(ran.append)
+    number = env.promote("promote v0.4.0 to demo")
+    env.harness.command(f"pr merge {number}")
+    env.slack.wait_for(lambda: [p for p in env.slack.posts() if "cannot be merged yet" in p["text"]])
+    assert env.github.pulls[number]["merged"] is False  # refused while the gate is pending
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    env.harness.command(f"pr merge {number}")
+    env.slack.wait_for(lambda: [p for p in env.slack.posts() if f"Merged PR #{number}" in p["text"]])
+    env.webhook.drain()
+    assert env.github.pulls[number]["merged"] is True
+    assert [pr.number for pr in ran] == [number]
+    assert not [p for p in env.slack.posts() if "bypassed" in p["text"]]
+
+
+def test_catch_up_reads_only_open_prs_and_unsettled_threads(env) -> None:
+    first = env.promote("promote v0.4.0 to demo")
+    env.github.close_on_page(first, "carol")  # fluxbot saw it: its thread is settled
+    second = env.promote("rollback demo")
+    env.github.hook_url = ""
+    env.start()
+    env.github.hook_url = ""  # fluxbot is back, GitHub's deliveries are not needed here
+    env.github.requests.clear()
+    env.gate.catch_up()
+    paths = [r.path for r in env.github.requests if r.method == "GET"]
+    assert f"/repos/platform/flux-demo/pulls/{first}" not in paths
+    assert f"/repos/platform/flux-demo/pulls/{second}" in paths

@@ -179,3 +179,107 @@ def test_every_request_carries_the_token_and_it_never_leaks(github_bot, github_s
     audit = "\n".join(str(dict(r)) for r in bot.store.audit_log(50))
     for text in replies + bodies + [logged, mirror_config, audit]:
         assert GITHUB_TOKEN not in text
+
+
+# -- issue #14: permissions from the real diff, rate limits, merging, lost answers, wasted calls ----
+
+def hand_made_branch(github_standin, tmp_path: Path, branch: str, path: str) -> None:
+    """Someone pushes `branch` changing `path` (a productive cluster's file) and opens a PR by hand."""
+    work = tmp_path / "hand"
+    git(tmp_path, "clone", "-q", str(github_standin.bare_repo), str(work))
+    git(work, "checkout", "-q", "-b", branch)
+    (work / path).write_text((work / path).read_text() + "# by hand\n")
+    git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "by hand")
+    git(work, "push", "-q", "origin", "HEAD")
+    github_standin.open_pull_by_hand(branch, "harmless test change", "mallory")
+
+
+def test_pr_merge_permission_covers_every_cluster_the_diff_touches(github_bot, github_standin, tmp_path) -> None:
+    from commands.permissions import Policy, Rule
+
+    hand_made_branch(github_standin, tmp_path, "fluxbot/promote-test-v9.9.9", "clusters/demo/infrastructure.yaml")
+    github_standin.label(1, "fluxbot", "mallory")
+    github_standin.label(1, "cluster:test", "mallory")  # a label says `test`; the diff changes demo
+    bot = github_bot()
+    bot.policy = Policy(rules=(Rule(actions=("merge",), users=("bob",), clusters=("test",)),))
+    out = say(bot, "pr merge 1", "bob")
+    assert "may not" in out and "demo" in out, out
+    assert github_standin.pulls[1]["merged"] is False
+
+
+@pytest.mark.parametrize("status, message, headers", [
+    (429, "Too Many Requests", {"retry-after": "900"}),
+    (403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+     {"retry-after": "900"}),
+])
+def test_a_rate_limit_honours_retry_after_and_the_request_waits(github_bot, github_standin, status, message,
+                                                                headers) -> None:
+    bot = github_bot()
+    github_standin.fail("POST", r"/pulls$", status, message, headers)
+    out = say(bot, "promote v0.4.0 to demo")
+    assert out.startswith("!") and "wait 900 s" in out, out
+    (row,) = bot.store.query("SELECT next_try, state FROM requests ORDER BY id DESC LIMIT 1")
+    assert row["state"] == "running" and row["next_try"] >= time.time() + 800
+    assert github_standin.fluxbot_branches() == [] and github_standin.pulls == {}
+
+
+def test_merge_uses_a_method_the_repository_allows_and_the_head_it_showed(github_bot, github_standin) -> None:
+    github_standin.merge_methods = {"squash"}
+    bot = github_bot()
+    say(bot, "promote v0.4.0 to demo")
+    head = github_standin.pulls[1]["head"]["sha"]
+    assert "Merged PR #1" in say(bot, "pr merge 1")
+    (put,) = [r for r in github_standin.requests if r.method == "PUT"]
+    assert put.body["merge_method"] == "squash" and put.body["sha"] == head
+
+
+@pytest.mark.parametrize("status, message, says", [
+    (405, "Merge commits are not allowed on this repository.", "merge method is not allowed"),
+    (405, "Changes must be made through the merge queue", "merge queue"),
+    (409, "Head branch was modified. Review and try the merge again.", "new commits since it was shown"),
+    (422, "Validation Failed", "422 Validation Failed"),
+])
+def test_merge_refusals_are_explained(github_bot, github_standin, status, message, says) -> None:
+    bot = github_bot()
+    say(bot, "promote v0.4.0 to demo")
+    github_standin.fail("PUT", r"/merge$", status, message)
+    out = say(bot, "pr merge 1")
+    assert out.startswith("✗") and says in out, out
+    assert github_standin.pulls[1]["merged"] is False
+
+
+def test_a_lost_create_answer_finds_the_pr_before_deleting_anything(github_bot, github_standin) -> None:
+    from tests.standins.github import DROP
+
+    bot = github_bot()
+    github_standin.fail("POST", r"/pulls$", DROP)  # GitHub opens the PR, the answer never arrives
+    out = say(bot, "promote v0.4.0 to demo")
+    assert "Opened: PR #1" in out, out
+    assert github_standin.fluxbot_branches() == [BRANCH]
+    assert [l["name"] for l in github_standin.pulls[1]["labels"]] == ["fluxbot", "promotion", "cluster:demo", "productive"]
+
+
+def test_no_wasted_calls(github_bot, github_standin) -> None:
+    bot = github_bot()
+    say(bot, "promote v0.4.0 to demo")
+    say(bot, "rollback demo")  # refused: demo has an open change
+    github_standin.requests.clear()
+    say(bot, "help")
+    assert github_standin.requests == []  # a command that needs no PR asks GitHub nothing
+    say(bot, "prs")
+    gets = [r.path for r in github_standin.requests if r.method == "GET"]
+    assert gets.count("/repos/platform/flux-demo/pulls") == 1 and "/repos/platform/flux-demo/pulls/1" not in gets
+    github_standin.requests.clear()
+    bot.forge.set_status(github_standin.pulls[1]["head"]["sha"], "pending", "x", "fluxbot/change-gate")
+    assert [(r.method, r.path.split("/")[-2]) for r in github_standin.requests] == [("POST", "statuses")]
+
+
+@pytest.mark.parametrize("base_url, expected", [
+    ("https://api.github.com", "https://github.com/o/r.git"),
+    ("https://ghe.example.com/api/v3", "https://ghe.example.com/o/r.git"),
+    ("https://api.octocorp.ghe.com", "https://octocorp.ghe.com/o/r.git"),
+])
+def test_clone_url_for_each_kind_of_github(base_url, expected) -> None:
+    from bot.github.forge import git_url_for
+
+    assert git_url_for(base_url, "o/r") == expected

@@ -49,7 +49,21 @@ def test_verdicts() -> None:
 
 def test_four_eyes() -> None:
     approvers = frozenset({"U_CAB1", "U_ALICE"})
-    assert "four eyes" in approval_refusal("U_ALICE", approvers, requester="U_ALICE", author="fluxbot")
-    assert "four eyes" in approval_refusal("U_CAB1", approvers, requester="U_X", author="U_CAB1")
-    assert "approvers group" in approval_refusal("U_EVE", approvers, requester="U_X", author="U_Y")
-    assert approval_refusal("U_CAB1", approvers, requester="U_ALICE", author="fluxbot") == ""
+    identities = {"cab1-gh": "U_CAB1", "alice-gh": "U_ALICE"}
+    assert "four eyes" in approval_refusal("U_ALICE", approvers, requester="U_ALICE")
+    assert "four eyes" in approval_refusal("U_CAB1", approvers, "U_X", frozenset({"cab1-gh"}), identities)
+    assert "four eyes" in approval_refusal("U_CAB1", approvers, "U_X", frozenset({"CAB1-GH"}), identities)
+    assert "approvers group" in approval_refusal("U_EVE", approvers, requester="U_X")
+    assert approval_refusal("U_CAB1", approvers, requester="U_ALICE") == ""
+    assert approval_refusal("U_CAB1", approvers, "", frozenset({"alice-gh"}), identities) == ""
+
+
+def test_four_eyes_never_fails_open_on_an_unmapped_author() -> None:
+    """Before: the author's login was compared with chat user IDs, so an unmapped author passed."""
+    approvers = frozenset({"U_CAB1", "U_CAB2"})
+    identities = {"cab2-gh": "U_CAB2"}
+    # cab1 may be the unmapped `someone`: nothing tells them apart
+    refusal = approval_refusal("U_CAB1", approvers, "", frozenset({"someone"}), identities)
+    assert "cannot tell you apart" in refusal and "identities" in refusal
+    # cab2's own login is known and differs from `someone`'s
+    assert approval_refusal("U_CAB2", approvers, "", frozenset({"someone"}), identities) == ""

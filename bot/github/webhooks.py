@@ -1,8 +1,10 @@
 """`POST /github/webhook`: verified, deduplicated GitHub events handed to the change gate.
 
 The signature (`X-Hub-Signature-256`, HMAC-SHA256 with GITHUB_WEBHOOK_SECRET) is checked in
-constant time before anything else; a delivery ID seen before is acknowledged and dropped. Events
-are handled in order on one worker thread, so GitHub gets its answer at once.
+constant time before anything else; a delivery already handled is acknowledged and dropped. Events
+are handled in order on one worker thread, so GitHub gets its answer at once. A delivery is
+recorded as handled only once its handler returned, so GitHub's "Redeliver" works after a failure.
+https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
+from bot.github.vocabulary import MAX_PAYLOAD_BYTES, PING, SUBSCRIBED_EVENTS
 from bot.metrics import WEBHOOK_DELIVERIES
 from bot.store import Store
 
 log = logging.getLogger(__name__)
-
-_MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:
@@ -37,13 +38,14 @@ class GitHubWebhook:
         self._store = store
         self._handle = handle
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="github-events")
+        self._accepted = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return _reply(start_response, "405 Method Not Allowed", {"error": "POST only"})
         length = int(environ.get("CONTENT_LENGTH") or 0)
         event = environ.get("HTTP_X_GITHUB_EVENT", "")
-        if length > _MAX_BODY:
+        if length > MAX_PAYLOAD_BYTES:
             WEBHOOK_DELIVERIES.labels(event=_label(event), result="too_large").inc()
             return _reply(start_response, "413 Payload Too Large", {"error": "payload too large"})
         body = environ["wsgi.input"].read(length) if length else b""
@@ -56,30 +58,41 @@ class GitHubWebhook:
             payload = json.loads(body)
         except ValueError:
             return _reply(start_response, "400 Bad Request", {"error": "body is not JSON"})
-        if event == "ping":
+        if event == PING:
             return _reply(start_response, "200 OK", {"ok": True, "zen": payload.get("zen", "")})
-        if delivery and not self._store.first_delivery("github", delivery):
+        if delivery and self._store.delivery_seen("github", delivery):
             WEBHOOK_DELIVERIES.labels(event=_label(event), result="duplicate").inc()
             return _reply(start_response, "200 OK", {"ok": True, "duplicate": True})
         WEBHOOK_DELIVERIES.labels(event=_label(event), result="accepted").inc()
-        self._worker.submit(self._safely, event, payload)
+        self._accepted += 1
+        self._worker.submit(self._safely, event, delivery, payload)
         return _reply(start_response, "202 Accepted", {"ok": True})
 
-    def _safely(self, event: str, payload: dict[str, Any]) -> None:
+    def _safely(self, event: str, delivery: str, payload: dict[str, Any]) -> None:
+        # checked again here: two copies of one delivery may both have been accepted meanwhile
+        if delivery and self._store.delivery_seen("github", delivery):
+            return
         try:
             self._handle(event, payload)
         except Exception:
-            log.exception("handling the github %s event failed", event)
+            log.exception("handling the github %s event failed; a redelivery will run it again", event)
+            return
+        if delivery:
+            self._store.first_delivery("github", delivery)
 
     def drain(self) -> None:
-        """Wait until every accepted event is handled (tests, shutdown)."""
-        done: Future[None] = self._worker.submit(lambda: None)
-        done.result(timeout=60)
+        """Wait until every accepted event is handled, including events accepted meanwhile (tests, shutdown)."""
+        while True:
+            accepted = self._accepted
+            done: Future[None] = self._worker.submit(lambda: None)
+            done.result(timeout=60)
+            if self._accepted == accepted:
+                return
 
 
 # GitHub's event names (https://docs.github.com/en/webhooks/webhook-events-and-payloads); anything
 # else is `other`, so an unsigned caller cannot mint label values.
-_EVENTS = {"pull_request", "pull_request_review", "check_run", "check_suite", "status", "push", "ping"}
+_EVENTS = {*SUBSCRIBED_EVENTS, "check_suite", PING}
 
 
 def _label(event: str) -> str:
