@@ -226,7 +226,7 @@ def test_a_rate_limit_honours_retry_after_and_the_request_waits(github_bot, gith
 def test_merge_uses_a_method_the_repository_allows_and_the_head_it_showed(github_bot, github_standin) -> None:
     github_standin.merge_methods = {"squash"}
     bot = github_bot()
-    say(bot, "promote v0.4.0 to demo")
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
     head = github_standin.pulls[1]["head"]["sha"]
     assert "Merged PR #1" in say(bot, "pr merge 1")
     (put,) = [r for r in github_standin.requests if r.method == "PUT"]
@@ -241,7 +241,7 @@ def test_merge_uses_a_method_the_repository_allows_and_the_head_it_showed(github
 ])
 def test_merge_refusals_are_explained(github_bot, github_standin, status, message, says) -> None:
     bot = github_bot()
-    say(bot, "promote v0.4.0 to demo")
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
     github_standin.fail("PUT", r"/merge$", status, message)
     out = say(bot, "pr merge 1")
     assert out.startswith("✗") and says in out, out

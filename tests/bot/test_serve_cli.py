@@ -310,7 +310,7 @@ def test_webhook_deliveries_are_counted_by_event_and_result(tmp_path: Path) -> N
 
     from bot.metrics import REGISTRY
     from bot.store import Store
-    from bot.webhooks import GitHubWebhook
+    from bot.github.webhooks import GitHubWebhook
 
     def deliver(body: bytes, event: str, delivery: str, secret: str = "webhook-secret-0123") -> str:
         signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

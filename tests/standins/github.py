@@ -283,7 +283,7 @@ class GitHubStandIn:
         return {"id": comment_id, "node_id": f"IC_{comment_id}", "url": self._api(f"/issues/comments/{comment_id}"),
                 "html_url": f"https://github.example/{self.full_name}/pull/{number}#issuecomment-{comment_id}",
                 "issue_url": self._api(f"/issues/{number}"), "body": self.comments[number][index],
-                "user": {"login": "fluxbot[bot]", "id": 1, "type": "Bot"}, "created_at": _now(), "updated_at": _now(),
+                "user": self._user("fluxbot[bot]"), "created_at": _now(), "updated_at": _now(),
                 "author_association": "NONE"}
 
     def _user(self, login: str) -> dict[str, Any]:
@@ -321,7 +321,10 @@ class GitHubStandIn:
             parts = line.split("\t")
             code = parts[0][:1]
             entry: dict[str, Any] = {"sha": "0" * 40, "filename": parts[-1], "additions": 1, "deletions": 1, "changes": 2,
-                                     "status": {"A": "added", "D": "removed", "R": "renamed", "C": "copied"}.get(code, "modified")}
+                                     "status": {"A": "added", "D": "removed", "R": "renamed", "C": "copied"}.get(code, "modified"),
+                                     "blob_url": f"https://github.example/{self.full_name}/blob/{pr['head']['sha']}/{parts[-1]}",
+                                     "raw_url": f"https://github.example/{self.full_name}/raw/{pr['head']['sha']}/{parts[-1]}",
+                                     "contents_url": self._api(f"/contents/{parts[-1]}?ref={pr['head']['sha']}")}
             if code == "R":
                 entry["previous_filename"] = parts[1]
             files.append(entry)
@@ -433,7 +436,8 @@ class GitHubStandIn:
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any, login: str, app: bool
                ) -> tuple[int, Any, dict[str, str]]:
         if method == "GET" and path == "":
-            return 200, self.repository(), {}
+            # `full-repository` has a few keys the webhook's repository object lacks
+            return 200, {**self.repository(), "has_discussions": False, "network_count": 0, "subscribers_count": 0}, {}
         if path == "/pulls" and method == "GET":
             state = query.get("state", ["open"])[0]
             head = query.get("head", [""])[0]
@@ -514,7 +518,8 @@ class GitHubStandIn:
             return 201, {"sha": sha, "tag": body["tag"], "message": body["message"], "url": self._api(f"/git/tags/{sha}"),
                          "object": {"sha": body["object"], "type": body["type"], "url": self._api(f"/git/commits/{body['object']}")},
                          "tagger": {"name": "GitHub", "email": "noreply@github.com", "date": _now()}, "node_id": "T",
-                         "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None}}, {}
+                         "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None,
+                                          "verified_at": None}}, {}
         if path == "/git/refs" and method == "POST":
             ref = body["ref"]
             if subprocess.run(["git", "rev-parse", "-q", "--verify", ref], cwd=self.bare_repo, capture_output=True).returncode == 0:
@@ -553,8 +558,12 @@ class GitHubStandIn:
         sha = body["head_sha"]
         run = {"id": sum(len(v) for v in self.check_runs.values()) + 1, "name": body["name"], "head_sha": sha,
                "status": body.get("status", "queued"), "conclusion": body.get("conclusion"),
-               "output": body.get("output") or {}, "app": {"slug": login.removesuffix("[bot]"), "id": 4242},
-               "started_at": _now(), "completed_at": _now() if body.get("conclusion") else None,
+               "output": {"title": None, "summary": None, "text": None, "annotations_count": 0,
+                          "annotations_url": self._api("/check-runs/annotations"), **(body.get("output") or {})},
+               "app": {"id": 4242, "slug": login.removesuffix("[bot]"), "node_id": "A", "name": login, "owner": None,
+                       "description": None, "external_url": "https://fluxbot.example", "html_url": "https://github.example/apps/fluxbot",
+                       "created_at": _now(), "updated_at": _now(), "permissions": {"checks": "write"}, "events": []},
+               "check_suite": {"id": 1}, "started_at": _now(), "completed_at": _now() if body.get("conclusion") else None,
                "url": self._api("/check-runs"), "html_url": "https://github.example/runs", "details_url": None,
                "node_id": "C", "external_id": "", "pull_requests": []}
         self.check_runs.setdefault(sha, []).append(run)
