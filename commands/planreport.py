@@ -143,6 +143,8 @@ def _cluster_blocks(cluster: ClusterCheck) -> list[str]:
     """The cluster's section as blocks that are each whole (so cutting between them keeps valid markdown)."""
     title = f"#### {_ICON[cluster.result]} {_escape(cluster.cluster)}: {_escape(cluster.summary())}"
     lines = [title, ""]
+    if cluster.ships_later:
+        lines.append(f"{_escape(cluster.reason)}; nothing changes on it with this PR.")
     if cluster.error:
         lines += [f"**{_escape(cluster.error)}**", ""]
     lines += [f"- {_escape(g)}" for g in cluster.gates]

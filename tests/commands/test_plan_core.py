@@ -113,6 +113,7 @@ def test_markdown_report_per_cluster_with_collapsible_diffs() -> None:
     assert text.startswith(MARKER)
     assert "| test | 🟡 2 added, 0 removed, 0 changed | tracks branch main |" in text
     assert "| demo | ⏭️ ships with the next release |" in text
+    assert "ships with the next release; nothing changes on it with this PR." in text
     assert "❌ fluxbot check failed for prod" in text and "which prod does not set" in text
     assert text.count("<details>") == 2 == text.count("</details>")
     assert "```diff\n--- /dev/null\n+++ b/ConfigMap ns/cm-0" in text
