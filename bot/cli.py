@@ -305,7 +305,7 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     # Every PR touching the fleet gets its rendered check (#18); the gate decides on approvals.
     checks = PrChecks(bot.workspace, bot.forge, notify=gate.notify)
     bot.checks_in_comment = True
-    return GitHubWebhook(secret, bot.store, fan_out(checks.on_event, gate.on_event))
+    return GitHubWebhook(secret, bot.store, fan_out(checks.on_event, gate.on_event), settings.forge.repository)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -249,7 +249,8 @@ class ChangeGate:
         if pull.state != "open":
             return
         previous = self.store.gate(self.forge.name, number)
-        if previous is not None and previous["head"] == pull.head_sha and previous["base"] == pull.base_ref:
+        if (previous is not None and previous["head"] == pull.head_sha and previous["base"] == pull.base_ref
+                and previous["state"] != "closed"):  # a reopened PR is gated anew
             if not previous["reported"]:  # the last report failed: a status is retried, never skipped
                 self._report(number, pull.head_sha, previous["state"], previous["description"])
             return  # this commit is gated already (a redelivery, a label, a catch-up)

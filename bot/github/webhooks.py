@@ -33,8 +33,10 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
 class GitHubWebhook:
     """A WSGI app for GitHub's webhook deliveries."""
 
-    def __init__(self, secret: str, store: Store, handle: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, secret: str, store: Store, handle: Callable[[str, dict[str, Any]], None],
+                 repository: str = "") -> None:
         self._secret = secret
+        self._repository = repository.lower()  # owner/name; events of other repositories are dropped
         self._store = store
         self._handle = handle
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="github-events")
@@ -60,6 +62,11 @@ class GitHubWebhook:
             return _reply(start_response, "400 Bad Request", {"error": "body is not JSON"})
         if event == PING:
             return _reply(start_response, "200 OK", {"ok": True, "zen": payload.get("zen", "")})
+        other = str((payload.get("repository") or {}).get("full_name", "")).lower()
+        if self._repository and other and other != self._repository:
+            # an App installed organization-wide sends every repository's events: none is ours to act on
+            WEBHOOK_DELIVERIES.labels(event=_label(event), result="ignored").inc()
+            return _reply(start_response, "200 OK", {"ok": True, "ignored": "another repository"})
         if delivery and self._store.delivery_seen("github", delivery):
             WEBHOOK_DELIVERIES.labels(event=_label(event), result="duplicate").inc()
             return _reply(start_response, "200 OK", {"ok": True, "duplicate": True})

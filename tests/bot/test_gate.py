@@ -65,7 +65,7 @@ class GateEnv:
         self.gate = ChangeGate(self.bot, self.bot.store, self.transport, GateSettings(
             policy=self.policy, change_channel="C_CHANGES", approvers_group="S_CAB"), clock=lambda: self.now[0])
         self.transport.gate = self.gate
-        self.webhook = GitHubWebhook(SECRET, self.bot.store, self.gate.on_event)
+        self.webhook = GitHubWebhook(SECRET, self.bot.store, self.gate.on_event, self.github.full_name)
         self.server = build_server(self.transport.app, "127.0.0.1", 0, webhook=self.webhook)
         threading.Thread(target=self.server.run, daemon=True).start()
         self.harness = SlackHarness(self.transport, self.server.effective_port, self.slack)
@@ -458,7 +458,9 @@ def test_events_of_other_repositories_are_ignored(env) -> None:
     number = env.promote("promote v0.4.0 to demo")
     other = env.pr_event("pull_request.closed", number, merged=True, merge_commit_sha="c0ffee" + "0" * 34)
     other["repository"] = {**other["repository"], "full_name": "someone/else"}
-    assert env.deliver("pull_request", other) == 202
+    assert env.deliver("pull_request", other) == 200  # acknowledged, dropped before any handler
+    assert not [t for t in env.thread(number) if "merged" in t]
+    env.gate.on_event("pull_request", other)  # and the gate itself checks too
     assert not [t for t in env.thread(number) if "merged" in t]
     same = dict(other, repository={**other["repository"], "full_name": "PLATFORM/Flux-Demo"})  # case-insensitive
     env.deliver("pull_request", same)
@@ -553,3 +555,34 @@ def test_catch_up_reads_only_open_prs_and_unsettled_threads(env) -> None:
     paths = [r.path for r in env.github.requests if r.method == "GET"]
     assert f"/repos/platform/flux-demo/pulls/{first}" not in paths
     assert f"/repos/platform/flux-demo/pulls/{second}" in paths
+
+
+def test_whoever_pushed_to_a_pr_cannot_approve_it(env, tmp_path) -> None:
+    env.gate.settings.identities = {"carol-gh": "U_CAB", "stranger": "U_STRANGER"}
+    pull = env.hand_pr(tmp_path, "bump-by-hand", values_edit, "stranger")
+
+    def more(work: Path) -> None:
+        (work / "NOTES.md").write_text("carol was here\n")
+    work = tmp_path / "hand-bump-by-hand"
+    more(work)
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "more")
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/bump-by-hand")
+    env.github.pushed("bump-by-hand", "carol-gh")  # carol pushed the newest commit
+    head = env.github.pulls[pull["number"]]["head"]["sha"]
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert "four eyes" in env.slack.of("chat.postEphemeral")[-1].params["text"]
+    assert env.github.gate_states(head) == ["pending"]
+
+
+def test_a_reopened_pr_is_gated_anew_and_can_be_approved(env, tmp_path) -> None:
+    env.gate.settings.identities = {"cab-gh": "U_CAB"}
+    pull = env.hand_pr(tmp_path, "bump-by-hand", values_edit, "stranger")
+    env.github.close_on_page(pull["number"], "stranger")
+    env.github.pulls[pull["number"]].update(state="open")
+    with env.github._lock:
+        env.github._pull_event("reopened", env.github.pulls[pull["number"]], "stranger")
+    env.github._flush()
+    assert env.github.gate_states(pull["head"]["sha"]) == ["pending", "pending"]  # closed, so gated anew
+    env.click("fluxbot_gate_approve", env.request_buttons()["fluxbot_gate_approve"], "U_CAB")
+    assert env.github.gate_states(pull["head"]["sha"])[-1] == "success"

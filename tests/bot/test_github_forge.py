@@ -283,3 +283,30 @@ def test_clone_url_for_each_kind_of_github(base_url, expected) -> None:
     from bot.github.forge import git_url_for
 
     assert git_url_for(base_url, "o/r") == expected
+
+
+def test_as_a_github_app_the_gate_is_a_check_run_that_protection_can_require(github_bot, github_standin, tmp_path,
+                                                                            monkeypatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from bot.github import checks
+    from tests.standins.github import Protection
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    monkeypatch.delenv("GITHUB_TOKEN")
+    bot = github_bot(app_id="4242", app_private_key_file=str(pem), app_installation_id=77)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    head = github_standin.pulls[1]["head"]["sha"]
+    github_standin.protection = Protection(checks_from_app_only=True)
+    checks.report(bot.forge, head, "pending", "awaiting change approval")
+    assert github_standin.check_states(head) == ["in_progress"] and github_standin.gate_states(head) == []
+    # anyone with push access can post a status of that name; it does not satisfy the protection
+    github_standin.post_status(head, "success", "fluxbot/change-gate", "mallory")
+    assert github_standin.merge_on_page(1, by="mallory")[0] == 405
+    checks.report(bot.forge, head, "success", "change approved by U_CAB")
+    assert github_standin.check_states(head) == ["in_progress", "success"]
+    assert github_standin.merge_on_page(1, by="carol")[0] == 200
