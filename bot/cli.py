@@ -170,6 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("fluxbot serve needs a repository: --repo PATH or `repo:` in the config file", file=sys.stderr)
         return 2
     slack = SlackSettings.from_env(settings.confirm_ttl_seconds)
+    slack.ephemeral_reads = settings.slack_ephemeral_reads
     missing = [name for name, value in (("SLACK_BOT_TOKEN", slack.bot_token), ("SLACK_SIGNING_SECRET", slack.signing_secret))
                if not value]
     if args.socket_mode and not slack.app_token:
@@ -325,7 +326,7 @@ def _check_config(args: argparse.Namespace) -> int:
     writes = len(settings.policy.rules)
     rows.append(("permissions", "ok" if writes else "warn", f"{writes} rule(s)" + ("" if writes else ": every write is denied")))
     if args.online:
-        rows += _slack_rows(SlackSettings.from_env())
+        rows += _slack_rows(SlackSettings.from_env(), settings.gate.change_channel)
         rows += _webhook_rows(settings)
         try:
             bot = build_bot(settings)
@@ -357,17 +358,24 @@ def _check_config(args: argparse.Namespace) -> int:
 Row = tuple[str, str, str]  # (what, ok|warn|fail|skip, detail)
 
 
-def _slack_rows(slack: SlackSettings) -> list[Row]:
-    """The bot token (auth.test), the signing secret's shape, the app token (apps.connections.open)."""
+def _slack_rows(slack: SlackSettings, change_channel: str = "") -> list[Row]:
+    """The bot token (auth.test), fluxbot in the change channel (conversations.info), the signing
+    secret's shape, the app token (apps.connections.open)."""
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    from bot.slack import slack_token_problem, web_client
+    from bot.slack import channel_problem, slack_token_problem, web_client
 
     rows: list[Row] = []
     if slack.bot_token:
-        problem = slack_token_problem(web_client(slack))
+        client = web_client(slack)
+        problem = slack_token_problem(client)
         rows.append(("slack", "fail" if problem else "ok", problem or "auth.test accepted SLACK_BOT_TOKEN"))
+        if change_channel and not problem:
+            missing = channel_problem(client, change_channel)
+            rows.append(("change channel", "fail" if missing else "ok",
+                         f"{change_channel}: {missing}; invite fluxbot there (`/invite @fluxbot`)" if missing
+                         else f"{change_channel}: fluxbot is a member"))
     else:
         rows.append(("slack", "fail", "SLACK_BOT_TOKEN is not set"))
     if not slack.signing_secret:

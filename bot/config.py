@@ -120,6 +120,7 @@ class SlackSettings:
     api_url: str = ""  # FLUXBOT_SLACK_API_URL: another Web API base (tests, enterprise proxies)
     confirm_ttl_seconds: float = 600.0
     group_cache_seconds: float = 300.0
+    ephemeral_reads: bool = False  # `slack.ephemeral_reads`: reads by slash command answer only the asker
 
     @classmethod
     def from_env(cls, confirm_ttl_seconds: float = 600.0) -> "SlackSettings":
@@ -145,6 +146,7 @@ class Settings:
     release_requires_green: str = ""  # `release.require_green_cluster`: e.g. the test cluster
     confirm_ttl_seconds: float = 600.0
     retention: Retention = field(default_factory=Retention)  # `retention:` how long the store keeps records
+    slack_ephemeral_reads: bool = False
 
     def resolved_state_dir(self) -> Path:
         """The state dir: configured, or one per repo under the user's state home."""
@@ -221,6 +223,7 @@ def load_settings(path: str | None) -> Settings:
     settings.release_requires_green = str((data.get("release") or {}).get("require_green_cluster", ""))
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     settings.retention = Retention(**(data.get("retention") or {}))
+    settings.slack_ephemeral_reads = bool((data.get("slack") or {}).get("ephemeral_reads", False))
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and (cluster.get("context") or cluster.get("in_cluster") or cluster.get("kubeconfig")):
             settings.connections[str(name)] = ClusterConnection(

@@ -134,7 +134,7 @@ class ReconcileFollower:
                     self._finish(row, "timeout", Message(
                         f"{row['cluster']} has not applied {row['tag']} yet", tone="warning",
                         lines=(f"still {state.summary} after {int(self.clock() - row['started'])} s",
-                               f"`/flux status {row['cluster']}` shows the live state")))
+                               f"`@fluxbot status {row['cluster']}` in this thread shows the live state")))  # no slash commands in threads
                     RECONCILES.labels(outcome="timeout").inc()
                     RECONCILE_SECONDS.labels(outcome="timeout").observe(self.clock() - row["started"])
                     return

@@ -27,7 +27,7 @@ from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
 from commands.impact import impact
-from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
+from commands.model import person, AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.plan import ShowCheck
@@ -446,6 +446,6 @@ def _pr_message(pr: PullRequest, plan: ChangePlan, verb: str) -> Message:
             ("Branch", plan.branch),
         ) if field[1]),
         links=(Link(f"PR #{pr.number}", pr.url),),
-        context=f"requested by {pr.author}",
+        context=f"requested by {person(pr.author)}",
         tone="success",
     )

@@ -134,6 +134,20 @@ CREATE TABLE IF NOT EXISTS follows (
     requested INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'following'
 );
+-- chat posts not yet taken by Slack, in order: an answer is rendered once, then every message of it
+-- is delivered exactly once (a retry resumes at the first one missing, it never re-runs the request)
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id INTEGER NOT NULL DEFAULT 0,
+    channel TEXT NOT NULL,
+    thread_ts TEXT,
+    payload TEXT NOT NULL,  -- JSON: blocks, text
+    posted_ts TEXT,  -- set once Slack took it
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',  -- pending | posted | abandoned
+    on_posted TEXT NOT NULL DEFAULT ''  -- JSON: what to record once posted (a gate card's ts)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -448,6 +462,55 @@ class Store:
                     "DELETE FROM deliveries WHERE rowid NOT IN (SELECT rowid FROM deliveries ORDER BY at DESC, rowid DESC"
                     " LIMIT ?)", (retention.max_rows,)).rowcount
         return deleted
+    # the chat outbox --------------------------------------------------------------------------
+
+    def queue_posts(self, request_id: int, posts: list[tuple[str, str | None, dict[str, Any], str]],
+                    finished: bool = False, deferred: bool = False) -> list[int]:
+        """Queue (channel, thread_ts, payload, on_posted) posts; in the same transaction mark the request
+        answered (`finished`) or its user told (`deferred`), so it is never run again for them."""
+        with self.transaction() as db:
+            ids = [int(db.execute("INSERT INTO outbox (request_id, channel, thread_ts, payload, on_posted)"
+                                  " VALUES (?, ?, ?, ?, ?)",
+                                  (request_id, channel, thread_ts, json.dumps(payload), on_posted)).lastrowid or 0)
+                   for channel, thread_ts, payload, on_posted in posts]
+            if finished:
+                db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))
+            if deferred:
+                db.execute("UPDATE requests SET notified = 1 WHERE id = ?", (request_id,))
+            return ids
+
+    def pending_posts(self, ids: list[int] | None = None) -> list[sqlite3.Row]:
+        """Posts still to deliver (those given, or all not yet posted), oldest first."""
+        if ids is not None:
+            marks = ",".join("?" * len(ids)) or "NULL"
+            return self.query(f"SELECT * FROM outbox WHERE state = 'pending' AND id IN ({marks}) ORDER BY id", *ids)
+        return self.query("SELECT * FROM outbox WHERE state IN ('pending', 'sending') ORDER BY id")
+
+    def claim_post(self, post_id: int) -> bool:
+        """Take a pending post for sending; False when another thread has it (or it is done)."""
+        with self.transaction() as db:
+            return db.execute("UPDATE outbox SET state = 'sending' WHERE id = ? AND state = 'pending'",
+                              (post_id,)).rowcount == 1
+
+    def release_posts(self) -> None:
+        """At start: posts a dead process was sending are pending again."""
+        with self.transaction() as db:
+            db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
+
+    def post_delivered(self, post_id: int, ts: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE outbox SET state = 'posted', posted_ts = ? WHERE id = ?", (ts, post_id))
+
+    def post_failed(self, post_id: int, now: float, max_attempts: int, backoff: float = 15.0,
+                    longest: float = 600.0) -> bool:
+        """Count a failed attempt and back off; True when the post is given up now."""
+        with self.transaction() as db:
+            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (post_id,)).fetchone()
+            attempts = (row["attempts"] if row else 0) + 1
+            state = "abandoned" if attempts >= max_attempts else "pending"
+            db.execute("UPDATE outbox SET attempts = ?, next_try = ?, state = ? WHERE id = ?",
+                       (attempts, now + min(longest, backoff * 2 ** (attempts - 1)), state, post_id))
+            return state == "abandoned"
 
     # audit ------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.context import CommandSpec, Context
-from commands.model import Message
+from commands.model import Message, person
 
 _SHOWN = 20
 
@@ -22,7 +22,7 @@ def run(cmd: Audit, ctx: Context) -> Message:
     entries = [e for e in ctx.audit_log() if not cmd.cluster or cmd.cluster in e.command.split() or e.cluster == cmd.cluster]
     if not entries:
         return Message("No audit entries" + (f" for {cmd.cluster}" if cmd.cluster else ""))
-    rows = [("when", "who", "command", "result")] + [(e.at, e.user, e.command, e.outcome) for e in entries[:_SHOWN]]
+    rows = [("when", "who", "command", "result")] + [(e.at, person(e.user), e.command, e.outcome) for e in entries[:_SHOWN]]
     return Message(f"Audit log{' of ' + cmd.cluster if cmd.cluster else ''}: latest {len(rows) - 1}", table=tuple(rows))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from commands.args import check_name, resolve_cluster
 from commands.bounds import one_line_reason
 from commands.context import CommandSpec, Context
-from commands.model import CommandError, FreezeAction
+from commands.model import CommandError, FreezeAction, person
 
 ALL = "all"
 
@@ -50,7 +50,7 @@ def freeze_refusal(freezes: dict[str, tuple[str, str]], verb: str, targets: tupl
             if key in freezes:
                 reason, by = freezes[key]
                 scope = "all clusters are" if key == ALL else f"`{target}` is"
-                return CommandError(f"{scope} frozen by {by}: {reason}",
+                return CommandError(f"{scope} frozen by {person(by)}: {reason}",
                                     f"`rollback` still works; `unfreeze {key}` lifts the freeze")
     return None
 

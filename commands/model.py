@@ -226,3 +226,8 @@ class ReconcileAction:
 
 
 Outcome = Union[Message, tuple[ChangePlan, ...], PrAction, FreezeAction, ReconcileAction]
+
+
+def person(user: str) -> str:
+    """A user in a Message: a chat user ID as a reference a renderer shows by name (`<@U…>`), else as is."""
+    return f"<@{user}>" if user[:1] in "UW" and user.replace("_", "").isalnum() and user.isupper() else user

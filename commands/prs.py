@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.context import CommandSpec, Context
-from commands.model import Link, Message
+from commands.model import Link, Message, person
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ def run(cmd: Prs, ctx: Context) -> Message:
     if not open_prs:
         return Message("No open fluxbot changes")
     rows = [("#", "cluster", "kind", "title", "by")] + [
-        (str(pr.number), pr.cluster, pr.kind, pr.title, pr.author) for pr in open_prs
+        (str(pr.number), pr.cluster, pr.kind, pr.title, person(pr.author)) for pr in open_prs
     ]
     links = tuple(Link(f"PR #{pr.number}", pr.url) for pr in open_prs)
     return Message(f"{len(open_prs)} open fluxbot changes", table=tuple(rows), links=links)

@@ -193,6 +193,10 @@ def slack_standin():
     standin.stop()
     # the bot token travels only in the Authorization header, never in what is posted
     assert_no_secret([json.dumps(c.params) for c in standin.calls], "Slack messages")
+    # nothing fluxbot sent was refused by the stand-in as Slack would refuse it (tests that provoke
+    # a refusal on purpose clear `rejected`)
+    refused = [r for r in standin.rejected if r[1] in ("invalid_blocks", "no_text", "msg_too_long", "invalid_arguments")]
+    assert refused == [], f"Slack would refuse these: {refused[:3]}"
 
 
 class SlackHarness:
@@ -230,25 +234,36 @@ class SlackHarness:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def command(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", trigger_id: str = "", **kw):
+    def command(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", trigger_id: str = "",
+                should_escape: bool = False, **kw):
+        """A signed `/flux` request; its text encoded as Slack encodes it (`should_escape`: the manifest's)."""
         from urllib.parse import urlencode
 
         self._counter += 1
-        fields = {**self._slash, "command": "/flux", "text": text, "user_id": user, "channel_id": channel,
+        fields = {**self._slash, "command": "/flux", "text": self.standin.encode(text, links=should_escape),
+                  "user_id": user, "channel_id": channel,
                   "trigger_id": trigger_id or f"trigger.{self._counter}",
                   "response_url": f"{self.standin.url}/response/{self._counter}"}
         return self.post(urlencode(fields), "application/x-www-form-urlencoded", **kw)
 
-    def mention(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", event_id: str = "Ev1", **kw):
+    def mention(self, text: str, user: str = "U_ALICE", channel: str = "C_OPS", event_id: str = "Ev1",
+                ts: str = "", thread_ts: str = "", **kw):
+        """A signed app_mention event; `@fluxbot` in `text` marks where the bot is mentioned (else first)."""
         import copy
         import json as _json
 
         body = copy.deepcopy(self._event)
-        body["event"].update(text=f"<@UBOT> {text}", user=user, channel=channel)
+        encoded = self.standin.encode(text if "@fluxbot" in text else f"@fluxbot {text}").replace("@fluxbot", "<@UBOT>")
+        body["event"].update(text=encoded, user=user, channel=channel, ts=ts or body["event"]["ts"],
+                             event_ts=ts or body["event"]["event_ts"])
+        if thread_ts:
+            body["event"]["thread_ts"] = thread_ts
         body["event_id"] = event_id
         return self.post(_json.dumps(body), "application/json", **kw)
 
-    def click(self, action_id: str, value: str, user: str, channel: str = "C_OPS", message_ts: str = "1.2"):
+    def click(self, action_id: str, value: str, user: str, channel: str = "C_OPS", message_ts: str = "1.2",
+              thread_ts: str = ""):
+        """A signed block_actions click; `thread_ts` when the message clicked is in a thread (as Slack sends it)."""
         import copy
         import json as _json
         from urllib.parse import quote
@@ -258,6 +273,9 @@ class SlackHarness:
         body["actions"][0].update(action_id=action_id, value=value, block_id="fluxbot")
         body["channel"]["id"] = channel
         body["container"].update(channel_id=channel, message_ts=message_ts)
+        if thread_ts:
+            body["container"]["thread_ts"] = thread_ts
+            body["message"] = {"type": "message", "ts": message_ts, "thread_ts": thread_ts}
         body["response_url"] = f"{self.standin.url}/response/action"
         return self.post(f"payload={quote(_json.dumps(body))}", "application/x-www-form-urlencoded")
 

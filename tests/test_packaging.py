@@ -134,16 +134,19 @@ def test_secrets_are_referenced_never_inlined() -> None:
 
 # Web API method -> the bot scope it needs (Slack's method docs).
 _SCOPES = {"chat_postMessage": "chat:write", "chat_update": "chat:write", "chat_postEphemeral": "chat:write",
-           "usergroups_users_list": "usergroups:read", "auth_test": None,
+           "usergroups_users_list": "usergroups:read", "usergroups_list": "usergroups:read", "users_info": "users:read",
+           "conversations_info": "channels:read", "views_publish": None, "views_open": None, "auth_test": None,
            "apps_connections_open": None}  # Socket Mode: the app-level token (connections:write), no bot scope
 
 
 def test_the_slack_manifest_asks_for_exactly_the_scopes_used() -> None:
     manifest = yaml.load((ROOT / "docs" / "slack-app-manifest.yaml").read_text())
-    source = "\n".join(p.read_text() for p in (ROOT / "bot").glob("*.py"))
+    source = "\n".join(p.read_text() for p in [*(ROOT / "bot").glob("*.py"), *(ROOT / "bot" / "slack").glob("*.py")])
     called = set(re.findall(r"client\.([a-z]+_[A-Za-z_]+)\(", source))
     assert called <= set(_SCOPES), f"map these methods to scopes: {called - set(_SCOPES)}"
     needed = {_SCOPES[m] for m in called if _SCOPES[m]} | {"commands", "app_mentions:read"}
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
     assert manifest["features"]["slash_commands"][0]["command"] == "/flux"
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention", "app_home_opened"]
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert {s["callback_id"] for s in manifest["features"]["shortcuts"]} == {"fluxbot_promote", "fluxbot_rollback"}

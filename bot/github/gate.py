@@ -48,7 +48,8 @@ class Notifier(Protocol):
     """What the gate needs from chat (Slack implements it)."""
 
     def post(self, channel: str, message: Message, thread_ts: str | None = None, *,
-             actions: list[dict[str, Any]] | None = None) -> str | None: ...
+             actions: list[dict[str, Any]] | None = None, notify: tuple[str, ...] = (),
+             when_posted: tuple[Any, ...] = ()) -> str | None: ...
 
     def replace(self, channel: str, ts: str | None, message: Message) -> None: ...
 
@@ -279,6 +280,11 @@ class ChangeGate:
         model = PullRequest(number, pull.title, pull.url, pull.head_ref, "", kind, head=pull.head_sha,
                             opened_by=pull.author)
         self._ensure_thread(model, result.productive, requester)
+        if previous is not None and previous["request_ts"] and previous["request_channel"] != "webhook":
+            # The old card no longer applies: say so, and its buttons go (clicks on it are refused anyway).
+            self.notifier.replace(previous["request_channel"], previous["request_ts"], Message(
+                f"Change request for PR #{number} at `{previous['head'][:7]}` no longer applies", tone="info",
+                lines=(f"the PR changed (`{pull.head_sha[:7]}` onto {pull.base_ref}); approval is asked anew",)))
         if files.capped:
             self.notify(number, f"capped-{pull.head_sha}", Message(
                 f"PR #{number} changes {pull.changed_files} files, more than GitHub lists ({gh.MAX_PR_FILES})",
@@ -324,17 +330,23 @@ class ChangeGate:
             links=(Link(f"PR #{pull.number}", pull.url),),
             context="Four eyes: the requester and the PR author cannot approve.",
         )
+        # Only the approvers group is really mentioned; the card is retried until Slack takes it,
+        # and its ts recorded then (`when_posted`), so the gate is never stuck without a card.
         ts = self.notifier.post(channel, message, actions=[
             {"type": "button", "action_id": "fluxbot_gate_approve", "value": value, "style": "primary",
              "text": {"type": "plain_text", "text": "Approve"}},
             {"type": "button", "action_id": "fluxbot_gate_reject", "value": value, "style": "danger",
              "text": {"type": "plain_text", "text": "Reject"}},
-        ])
+        ], notify=(self.settings.approvers_group,) if self.settings.approvers_group else (),
+            when_posted=("gate", self.forge.name, pull.number, pull.head))
         if ts:
             self.store.gate_request_posted(self.forge.name, pull.number, pull.head, channel, ts)
+        problem = "" if ts else getattr(self.notifier, "post_problem", lambda _channel: "")(channel) or "not taken"
         self.notify(pull.number, f"gate-{pull.head}", Message(
-            f"Change gate: pending, awaiting approval in <#{channel}>", tone="info",
-            lines=(f"for commit `{pull.head[:7]}`; changes productive {', '.join(productive)}",)))
+            f"Change gate: pending, awaiting approval in <#{channel}>", tone="info" if ts else "warning",
+            lines=(f"for commit `{pull.head[:7]}`; changes productive {', '.join(productive)}",) + ((
+                f"Slack did not take the change request in <#{channel}> yet ({problem}): invite fluxbot there "
+                "(`/invite @fluxbot`); fluxbot keeps trying and posts it then",) if not ts else ())))
 
     def _request_by_webhook(self, pull: PullRequest, productive: tuple[str, ...], requester: str) -> None:
         """POST the change request to a ServiceNow-like system; its status URL is polled later."""
@@ -429,7 +441,8 @@ class ChangeGate:
             self._report(gate["number"], gate["head"], "failure", description)
             expired = Message(f"Change request for PR #{gate['number']} expired", tone="error",
                               lines=("push a new commit or ask again to request approval anew",))
-            self.notifier.replace(gate["request_channel"], gate["request_ts"], expired)
+            if gate["request_channel"] != "webhook":  # a webhook request's ts is its status URL, not a message
+                self.notifier.replace(gate["request_channel"], gate["request_ts"], expired)
             self.notify(gate["number"], f"expired-{gate['head']}", expired)
 
     def catch_up(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,14 @@ def test_online_names_the_kubernetes_access_a_cluster_lacks(example_repo: Path, 
     assert denied.returncode == 1
     assert "✗ cluster test access" in denied.stdout
     assert "may not watch helmreleases, patch kustomizations" in denied.stdout
+
+
+def test_online_says_when_fluxbot_is_not_in_the_change_channel(example_repo: Path, tmp_path: Path, slack_standin) -> None:
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(f"repo: {example_repo}\nstate_dir: {tmp_path / 'state'}\ngate:\n  change_channel: C_CHANGES\n  approvers_group: S_CAB\n")
+    env = {"SLACK_BOT_TOKEN": "xoxb-test", "FLUXBOT_SLACK_API_URL": slack_standin.api_url}
+    assert re.search(r"✓ change channel +C_CHANGES: fluxbot is a member", check("--config", str(config), "--online", env=env).stdout)
+    slack_standin.not_member_of.add("C_CHANGES")
+    run = check("--config", str(config), "--online", env=env)
+    assert run.returncode == 1 and "✗ change channel" in run.stdout and "not_in_channel" in run.stdout
+    assert "/invite @fluxbot" in run.stdout
