@@ -426,7 +426,7 @@ class SlackTransport:
                 claimed: Any = None) -> None:
         """Deliver posts Slack did not take yet, then answer the requests that are due again (crash, outage);
         `claimed`: the ones `bot.claim` returned earlier."""
-        if everything:
+        if everything or claimed is not None:  # at start: what a dead process was sending is pending again
             self.store.release_posts()
         self.flush(now=now)
         pairs = self.bot.rerun(claimed) if claimed is not None else self.bot.recover(everything, now, max_attempts)
