@@ -468,16 +468,6 @@ def test_a_channel_mention_in_a_pr_title_pings_nobody(gate_env, tmp_path) -> Non
     assert "<!subteam^S_CAB>" in json.dumps(card["blocks"])  # the approvers, and only they, are mentioned
 
 
-def test_a_status_with_a_null_description_is_still_posted(gate_env) -> None:
-    number = gate_env.promote("promote v0.4.0 to demo")
-    head = gate_env.github.pulls[number]["head"]["sha"]
-    gate_env.deliver("pull_request", gate_env.pr_event("pull_request.opened", number))
-    status = json.loads(shared_file("fixtures/payloads/github/status.json").read_text())
-    status.update(sha=head, state="failure", description=None, context="ci/build", id=4242)
-    gate_env.deliver("status", status)
-    assert any("Status `ci/build` failure" in t for t in gate_env.thread(number))
-
-
 def test_a_gate_card_is_retried_after_not_in_channel_and_then_works(gate_env) -> None:
     gate_env.slack.not_member_of.add("C_CHANGES")
     number = gate_env.promote("promote v0.4.0 to demo")
