@@ -7,10 +7,13 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 from pathlib import Path
 
 from bot.logs import REDACTOR, setup_logging
@@ -36,12 +39,37 @@ if TYPE_CHECKING:
 # where they are used: `fluxbot check` needs neither, and CI pays for every import at start (#18).
 
 
+def local_repo(repo: str) -> str:
+    """The repo as git should reach it: a URL as given, a path made absolute (`.` would otherwise
+    mean the mirror once git runs inside it), a `file://` URL as its path; a path that is not the
+    top of a git repository is refused, saying where the repository is."""
+    if repo.startswith("file://"):
+        repo = url2pathname(urlparse(repo).path)
+    elif "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    path = Path(repo).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        top = ""
+    bare = (path / "HEAD").is_file() and (path / "objects").is_dir()
+    if not top and not bare:
+        raise ConfigError(f"{path} is not a git repository; give the directory that holds .git (or a git URL)")
+    if top and Path(top).resolve() != path:
+        raise ConfigError(f"{path} is inside the git repository {top}; use --repo {top}")
+    return str(path)
+
+
 def build_bot(settings: Settings) -> FluxBot:
     """Wire the bot for `settings`: the local forge by default, GitHub when configured."""
     from bot.service import FluxBot
 
     if settings.forge.type == "github":
         return _github_bot(settings)
+    settings.repo = local_repo(settings.repo)
     state = settings.resolved_state_dir()
     store = Store(state / "fluxbot.db")
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
@@ -111,9 +139,6 @@ def _shell(args: argparse.Namespace) -> int:
             write_example_repo(Path(settings.repo))
     if not settings.repo and settings.forge.type != "github":
         print("fluxbot shell needs a repository: --repo PATH (try `fluxbot example-repo DIR` first)", file=sys.stderr)
-        return 2
-    if settings.forge.type == "local" and not Path(settings.repo).exists():
-        print(f"fluxbot: {settings.repo} does not exist", file=sys.stderr)
         return 2
     if args.state:
         settings.state_dir = Path(args.state)

@@ -385,7 +385,7 @@ class FluxBot:
         pr = self.forge.get(number)
         cluster = self.snapshot().cluster(pr.cluster) if pr and pr.cluster else None
         lines = []
-        for path in conflict.files or ["(unknown files)"]:
+        for path in conflict.files:
             line = f"main changed {path} meanwhile"
             if cluster is not None and cluster.backref is not None and cluster.backref.path == path and cluster.pin:
                 line += f": `spec.ref.{cluster.pin.kind}` is `{cluster.pin.value}` on main now"
@@ -396,7 +396,7 @@ class FluxBot:
             freed = f"PR #{number} is marked stale and closed; `{pr.cluster}` is free for a new change" if pr else ""
         else:
             freed = f"close PR #{number}, then ask again"
-        return CommandError(f"PR #{number} cannot merge: " + "; ".join(lines),
+        return CommandError(f"PR #{number} cannot merge: " + ("; ".join(lines) or str(conflict)),
                             "; ".join(x for x in (freed, "check `status`, then ask again if the change is still wanted") if x))
 
 

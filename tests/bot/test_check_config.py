@@ -42,7 +42,7 @@ def test_offline_warns_that_writes_are_denied_without_rules(tmp_path: Path) -> N
     run = check("--config", str(config))
     assert run.returncode == 0 and "every write is denied" in run.stdout
     online = check("--config", str(config), "--online", env={"SLACK_BOT_TOKEN": ""})
-    assert online.returncode == 1 and "✗ slack" in online.stdout and "cannot clone" in online.stdout
+    assert online.returncode == 1 and "✗ slack" in online.stdout and "/nowhere does not exist" in online.stdout
 
 
 def test_a_wrong_type_is_a_clear_error_with_key_and_line_not_a_traceback(tmp_path: Path) -> None:

@@ -337,3 +337,32 @@ def test_a_dirty_work_tree_names_the_files(flux_demo: Path, make_bot) -> None:
     assert "uncommitted changes in README.md" in out, out
     assert "stderr" not in out and "remote rejected" not in out
     assert (flux_demo / "README.md").read_text() == "local edit\n"
+
+
+def shell(cwd: Path, repo: str, state: Path, *lines: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bot.cli", "shell", "--repo", repo, "--state", str(state), "--user", "tester"],
+                          input="".join(line + "\n" for line in lines), capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+
+def test_repo_dot_pushes_into_the_repo_not_the_mirror(flux_demo: Path, tmp_path: Path) -> None:
+    run = shell(flux_demo, ".", tmp_path / "s", "promote v0.4.0 to demo", "pr merge 1")
+    assert "Opened: PR #1" in run.stdout and "Merged PR #1" in run.stdout, run.stdout + run.stderr
+    assert "tag: v0.4.0" in (flux_demo / "clusters/demo/infrastructure.yaml").read_text()
+
+
+def test_repo_file_url_is_a_git_url(flux_demo: Path, tmp_path: Path) -> None:
+    run = shell(tmp_path, flux_demo.as_uri(), tmp_path / "s", "promote v0.4.0 to demo", "pr merge 1")
+    assert "Opened: PR #1" in run.stdout and "Merged PR #1" in run.stdout, run.stdout + run.stderr
+    assert git(flux_demo, "show", "main:clusters/demo/infrastructure.yaml").count("tag: v0.4.0") == 1
+
+
+def test_a_path_inside_a_repo_says_where_the_repo_is(flux_demo: Path, tmp_path: Path) -> None:
+    run = shell(tmp_path, str(flux_demo / "clusters"), tmp_path / "s", "status")
+    assert run.returncode == 2
+    assert f"{flux_demo / 'clusters'} is inside the git repository {flux_demo}; use --repo {flux_demo}" in run.stderr, run.stderr
+    run = shell(tmp_path, str(tmp_path), tmp_path / "s2", "status")
+    assert run.returncode == 2 and f"{tmp_path} is not a git repository" in run.stderr, run.stderr
