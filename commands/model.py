@@ -17,10 +17,11 @@ class CommandError(Exception):
 
     tone: Tone = "error"
 
-    def __init__(self, what: str, hint: str = "") -> None:
+    def __init__(self, what: str, hint: str = "", details: tuple[str, ...] = ()) -> None:
         super().__init__(what)
         self.what = what
         self.hint = hint
+        self.details = details  # one line per item, when a request names several (clusters)
 
 
 class AlreadyOpen(CommandError):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from commands.args import check_name, cluster_list, resolve_cluster, resolve_version
 from commands.context import CommandSpec, Context
-from commands.model import ChangePlan, CommandError
+from commands.model import ChangePlan, Cluster, CommandError, Version
 from commands.pinchange import branch_name, ensure_no_open_change, is_newer, plan_pin_change, promotable_pin
 
 
@@ -30,20 +30,37 @@ def parse(words: list[str]) -> Promote:
 def run(cmd: Promote, ctx: Context) -> tuple[ChangePlan, ...]:
     """Validate every cluster first, so a bad one refuses the whole request before any write."""
     target = resolve_version(ctx.repo, cmd.version)
-    checked = []
+    checked, refused = [], []
     for name in cmd.clusters:
-        cluster = resolve_cluster(ctx.repo, name)
-        current = promotable_pin(cluster)
-        if current == target.tag:
-            raise CommandError(f"`{name}` is already pinned to `{target.tag}`", "nothing to promote")
-        if is_newer(current, target.tag):
-            raise CommandError(
-                f"`{target.tag}` is older than `{current}`, which `{name}` runs now",
-                f"to go back, use `rollback {name} to {target.tag}`",
-            )
-        ensure_no_open_change(ctx, cluster, branch_name("promotion", name, target.tag))
-        checked.append((cluster, current))
+        try:
+            checked.append(_check(ctx, name, target))
+        except CommandError as error:
+            if len(cmd.clusters) == 1:
+                raise
+            refused.append((name, error))
+    if refused:
+        # Every cluster named gets its line: the refused ones with why, the others that they wait.
+        lines = tuple(f"{name}: {error.what}" + (f" ({error.hint})" if error.hint else "") for name, error in refused)
+        lines += tuple(f"{cluster.name}: would move `{current}` -> `{target.tag}`; not opened" for cluster, current in checked)
+        raise CommandError(
+            f"cannot promote {target.tag} to {len(refused)} of {len(cmd.clusters)} clusters; nothing was opened",
+            "fix or leave out the refused clusters, then ask again", details=lines,
+        )
     return tuple(plan_pin_change(ctx, cluster, current, target, "promotion") for cluster, current in checked)
+
+
+def _check(ctx: Context, name: str, target: Version) -> tuple[Cluster, str]:
+    cluster = resolve_cluster(ctx.repo, name)
+    current = promotable_pin(cluster)
+    if current == target.tag:
+        raise CommandError(f"`{name}` is already pinned to `{target.tag}`", "nothing to promote")
+    if is_newer(current, target.tag):
+        raise CommandError(
+            f"`{target.tag}` is older than `{current}`, which `{name}` runs now",
+            f"to go back, use `rollback {name} to {target.tag}`",
+        )
+    ensure_no_open_change(ctx, cluster, branch_name("promotion", name, target.tag))
+    return cluster, current
 
 
 SPEC = CommandSpec(

@@ -60,4 +60,4 @@ def plan(text: str, ctx: Context) -> Outcome:
 
 
 def error_message(error: CommandError) -> Message:
-    return Message(error.what, lines=(error.hint,) if error.hint else (), tone=error.tone)
+    return Message(error.what, lines=error.details + ((error.hint,) if error.hint else ()), tone=error.tone)

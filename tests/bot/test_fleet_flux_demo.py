@@ -366,3 +366,13 @@ def test_a_path_inside_a_repo_says_where_the_repo_is(flux_demo: Path, tmp_path: 
     assert f"{flux_demo / 'clusters'} is inside the git repository {flux_demo}; use --repo {flux_demo}" in run.stderr, run.stderr
     run = shell(tmp_path, str(tmp_path), tmp_path / "s2", "status")
     assert run.returncode == 2 and f"{tmp_path} is not a git repository" in run.stderr, run.stderr
+
+
+def test_every_cluster_named_gets_its_line(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "rollback demo")
+    out = say(bot, "promote v0.4.0 to demo,test")
+    assert out.startswith("✗ cannot promote v0.4.0 to 2 of 2 clusters; nothing was opened"), out
+    assert "demo: `demo` already has an open change: PR #1" in out
+    assert "test: `test` tracks the branch `main`" in out
+    assert branches(flux_demo) == ["fluxbot/rollback-demo-v0.2.0"]

@@ -59,7 +59,7 @@ def test_several_clusters_one_plan_each(ctx: Context) -> None:
         ("promote v0.2.0 to prod", "older than `v0.9.0`", "rollback prod to v0.2.0"),
         ("promote v0.10.0 to broken", "back-reference of `broken`", ""),
         # one bad cluster refuses the whole request: no plan for `stage` either
-        ("promote v0.10.0 to stage, lab", "tracks the branch", ""),
+        ("promote v0.10.0 to stage, lab", "cannot promote v0.10.0 to 1 of 2 clusters; nothing was opened", ""),
     ],
 )
 def test_refusals(ctx: Context, text: str, what: str, hint: str) -> None:
@@ -134,3 +134,10 @@ def test_rollback_refusals(ctx: Context, text: str, what: str) -> None:
     with pytest.raises(CommandError) as error:
         plan(text, ctx)
     assert what in error.value.what
+
+
+def test_every_cluster_of_a_refused_promotion_gets_its_line(ctx: Context) -> None:
+    with pytest.raises(CommandError) as error:
+        plan("promote v0.10.0 to stage, lab", ctx)
+    assert error.value.details[0].startswith("lab: `lab` tracks the branch `main`")
+    assert error.value.details[1] == "stage: would move `v0.9.0` -> `v0.10.0`; not opened"
