@@ -156,33 +156,36 @@ class FluxBot:
     def _respond(self, request: Request, request_id: int = 0) -> Response:
         text, user = request.text, request.user
         spec: CommandSpec | None = None
+        touched: tuple[str, ...] = ()
         try:
             spec, command = parse(text)
+            touched = self._touched(spec, command)
             response = self._run(spec, command, request, request_id)
         except CommandError as error:
-            self.store.audit(user, text, "refused" if error.tone == "error" else "ok", reason=error.what)
+            self.store.audit(user, text, "refused" if error.tone == "error" else "ok", touched, reason=error.what)
             return Response([error_message(error)])
         except (OriginUnavailable, ForgeUnavailable) as error:
             if spec is None or not spec.proposes:
-                self.store.audit(user, text, "failed", reason=str(error))
+                self.store.audit(user, text, "failed", touched, reason=str(error))
                 return Response([Message(str(error), lines=("nothing was changed; try again later",), tone="error")])
-            self.store.audit(user, text, "deferred", reason=str(error))
+            self.store.audit(user, text, "deferred", touched, reason=str(error))
             self._fix_while_waiting(spec, command, request, request_id)
             return Response([Message(str(error), tone="warning", lines=(
                 "fluxbot keeps this request and tries it again, less and less often, for about an hour",
                 "nothing was changed yet; the answer will be posted here"))], pending=True,
                 retry_after=float(getattr(error, "retry_after", 0) or 0))
         except (WorkspaceError, ForgeError) as error:
-            self.store.audit(user, text, "failed", reason=str(error))
+            self.store.audit(user, text, "failed", touched, reason=str(error))
             return Response([Message(str(error), lines=("nothing was changed; try again, or check the repository",), tone="error")])
         except Exception:
             incident = uuid.uuid4().hex[:8]
             log.exception("command failed (incident %s, user %s)", incident, user)
-            self.store.audit(user, text, "error", incident=incident)
+            self.store.audit(user, text, "error", touched, incident=incident)
             return Response([Message(f"fluxbot hit an internal error (incident {incident})",
                                      lines=("nothing was changed; the incident id is in fluxbot's log",), tone="error")])
         outcome = "awaiting confirmation" if response.confirmation else "ok"
-        self.store.audit(user, text, outcome, replies=[m.title for m in response.messages],
+        touched = tuple(dict.fromkeys(touched + tuple(pr.cluster for pr in response.prs if pr.cluster)))
+        self.store.audit(user, text, outcome, touched, replies=[m.title for m in response.messages],
                          prs=[pr.number for pr in response.prs])
         return response
 
@@ -219,6 +222,16 @@ class FluxBot:
             response.prs.append(pr)
             response.messages.append(message)
         return response
+
+    def _touched(self, spec: CommandSpec, command: Any) -> tuple[str, ...]:
+        """The clusters a request is about, for the audit's own column (a PR's cluster for merges)."""
+        if isinstance(command, PrAction):
+            try:
+                pr = self.forge.get(command.number)
+            except Exception:  # the forge may be down; the audit still records the request
+                return ()
+            return (pr.cluster,) if pr is not None and pr.cluster else ()
+        return tuple(spec.targets(command))
 
     def _fix_while_waiting(self, spec: CommandSpec, command: Any, request: Request, request_id: int) -> None:
         """The forge is down: fix the decision now if the repo can be read, so the retry acts on it."""
@@ -290,7 +303,8 @@ class FluxBot:
         return pr, _pr_message(pr, plan, "Opened")
 
     def _audit_entries(self) -> list[AuditEntry]:
-        return [AuditEntry(r["at"], r["user"], r["command"], r["outcome"]) for r in self.store.audit_log(200)]
+        return [AuditEntry(r["at"], r["user"], r["command"], r["outcome"], tuple(c for c in r["clusters"].split(",") if c))
+                for r in self.store.audit_log(200)]
 
     def _freeze(self, action: FreezeAction, user: str) -> Message:
         if action.action == "freeze":

@@ -154,7 +154,8 @@ CREATE TABLE IF NOT EXISTS audit (
     user TEXT NOT NULL,
     command TEXT NOT NULL,
     outcome TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    clusters TEXT NOT NULL DEFAULT ''  -- the clusters the request touched, comma-separated
 );
 """
 
@@ -192,7 +193,8 @@ class Store:
                  # the base a gate was judged against, and whether its status reached the forge
                  "gates": {"base": "TEXT NOT NULL DEFAULT ''", "reported": "INTEGER NOT NULL DEFAULT 0"},
                  # a thread whose PR merged or closed (and was told so) is left out of catch-up
-                 "threads": {"settled": "INTEGER NOT NULL DEFAULT 0"}}
+                 "threads": {"settled": "INTEGER NOT NULL DEFAULT 0"},
+                 "audit": {"clusters": "TEXT NOT NULL DEFAULT ''"}}
         with self.transaction() as db:
             for table, columns in added.items():
                 present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -514,11 +516,11 @@ class Store:
 
     # audit ------------------------------------------------------------------------------------
 
-    def audit(self, user: str, command: str, outcome: str, **detail: Any) -> None:
+    def audit(self, user: str, command: str, outcome: str, clusters: tuple[str, ...] = (), **detail: Any) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO audit (at, user, command, outcome, detail) VALUES (?, ?, ?, ?, ?)",
-                (now(), user, command, outcome, json.dumps(detail, sort_keys=True, default=str)),
+                "INSERT INTO audit (at, user, command, outcome, detail, clusters) VALUES (?, ?, ?, ?, ?, ?)",
+                (now(), user, command, outcome, json.dumps(detail, sort_keys=True, default=str), ",".join(clusters)),
             )
 
     def audit_log(self, limit: int = 100) -> list[sqlite3.Row]:

@@ -19,11 +19,17 @@ def parse(words: list[str]) -> Audit:
 
 
 def run(cmd: Audit, ctx: Context) -> Message:
-    entries = [e for e in ctx.audit_log() if not cmd.cluster or cmd.cluster in e.command.split() or e.cluster == cmd.cluster]
+    entries = [e for e in ctx.audit_log() if not cmd.cluster or cmd.cluster in e.clusters
+               or (not e.clusters and cmd.cluster in e.command.split())]  # entries of before the column
     if not entries:
         return Message("No audit entries" + (f" for {cmd.cluster}" if cmd.cluster else ""))
-    rows = [("when", "who", "command", "result")] + [(e.at, person(e.user), e.command, e.outcome) for e in entries[:_SHOWN]]
+    rows = [("when", "who", "command", "clusters", "result")] + [
+        (e.at, person(e.user), _short(e.command), ", ".join(e.clusters), e.outcome) for e in entries[:_SHOWN]]
     return Message(f"Audit log{' of ' + cmd.cluster if cmd.cluster else ''}: latest {len(rows) - 1}", table=tuple(rows))
+
+
+def _short(command: str) -> str:
+    return command if len(command) <= 80 else command[:79] + "…"
 
 
 SPEC = CommandSpec(

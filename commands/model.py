@@ -207,7 +207,7 @@ class AuditEntry:
     user: str
     command: str
     outcome: str
-    cluster: str = ""
+    clusters: tuple[str, ...] = ()  # the clusters the request touched
 
 
 @dataclass(frozen=True)

@@ -376,3 +376,22 @@ def test_every_cluster_named_gets_its_line(flux_demo: Path, make_bot) -> None:
     assert "demo: `demo` already has an open change: PR #1" in out
     assert "test: `test` tracks the branch `main`" in out
     assert branches(flux_demo) == ["fluxbot/rollback-demo-v0.2.0"]
+
+
+def test_audit_of_a_cluster_lists_multi_cluster_requests_merges_and_closes(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "promote v0.4.0 to demo")
+    say(bot, "pr merge 1")
+    say(bot, "rollback demo")
+    say(bot, "pr close 2")
+    say(bot, "promote v0.4.0 to test,demo")
+    say(bot, "status")
+    out = say(bot, "audit demo")
+    rows = [line for line in out.splitlines()[1:]]
+    assert "clusters" in rows[0]
+    commands = " | ".join(rows[1:])
+    for command in ("promote v0.4.0 to demo", "pr merge 1", "rollback demo", "pr close 2", "promote v0.4.0 to test,demo"):
+        assert command in commands, (command, out)
+    assert "status" not in commands
+    assert "test, demo" in out or "demo, test" in out
+    assert (bot.store.query("SELECT clusters FROM audit WHERE command = 'pr merge 1'")[0]["clusters"]) == "demo"
