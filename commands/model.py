@@ -104,6 +104,7 @@ class Version:
     tag: str
     commit: str
     changelog: ChangelogSection | None = None
+    date: str = ""  # ISO day of the release: the tagger date of an annotated tag, else the commit date
 
 
 @dataclass(frozen=True)

@@ -264,10 +264,11 @@ class RepoSnapshot:
     def versions(self) -> list[Version]:
         """Semver tags, oldest first."""
         found = []
+        dates = getattr(self.reader, "tag_dates", dict)()  # optional: readers without dates give none
         for tag, commit in self.reader.tags().items():
             parsed = parse_version(tag)
             if parsed is not None:
-                found.append((parsed, Version(tag, commit, self.changelog.get(normalise(tag)))))
+                found.append((parsed, Version(tag, commit, self.changelog.get(normalise(tag)), dates.get(tag, ""))))
         return [version for _, version in sorted(found, key=lambda item: item[0])]
 
     @cached_property

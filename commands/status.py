@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from commands.args import resolve_cluster
 from commands.context import CommandSpec, Context
+from commands.freeze import ALL
+from commands.words import count
 from commands.model import Cluster, Link, Message
 from commands.reconcile import name_of, ready
 from commands.repo import RepoSnapshot, parse_version
@@ -30,11 +32,20 @@ def behind(repo: RepoSnapshot, cluster: Cluster) -> str:
     return str(len(ordered) - bisect.bisect_right(ordered, current))
 
 
+def frozen(ctx: Context, name: str) -> str:
+    """`yes, by alice: incident` when writes to the cluster are refused, else ''."""
+    for key, scope in ((name, ""), (ALL, "all clusters, ")):
+        if key in ctx.freezes:
+            reason, by = ctx.freezes[key]
+            return f"yes, {scope}by {by}: {reason}"
+    return ""
+
+
 def run(cmd: Status, ctx: Context) -> Message:
     repo = ctx.repo
     latest = repo.latest.tag if repo.latest else "(no releases)"
     if not cmd.cluster:
-        rows = [("cluster", "pin", "productive", "behind", "open change")]
+        rows = [("cluster", "pin", "productive", "behind", "open change", "frozen")]
         for cluster in repo.clusters:
             pr = ctx.open_change_for(cluster.name)
             rows.append((
@@ -43,8 +54,9 @@ def run(cmd: Status, ctx: Context) -> Message:
                 cluster.productive_text.split(":")[0].replace(" (treated as productive)", ""),
                 behind(repo, cluster),
                 f"#{pr.number}" if pr else "",
+                "frozen" if frozen(ctx, cluster.name) else "",
             ))
-        return Message(f"{len(repo.clusters)} clusters · latest release {latest}", table=tuple(rows))
+        return Message(f"{count(len(repo.clusters), 'cluster')} · latest release {latest}", table=tuple(rows))
 
     cluster = resolve_cluster(repo, cmd.cluster)
     pr = ctx.open_change_for(cluster.name)
@@ -55,6 +67,7 @@ def run(cmd: Status, ctx: Context) -> Message:
         ("Behind", behind(repo, cluster)),
         ("Apps", ", ".join(a.name + (" (values)" if a.values_file else "") for a in cluster.apps) or "none"),
         ("Open change", f"#{pr.number} {pr.title}" if pr else "none"),
+        ("Frozen", frozen(ctx, cluster.name) or "no"),
     ]
     lines = _live(ctx, cluster.name, fields)
     return Message(
@@ -95,7 +108,7 @@ def _live(ctx: Context, name: str, fields: list[tuple[str, str]]) -> tuple[str, 
 SPEC = CommandSpec(
     verb="status",
     usage="status [cluster]",
-    summary="Show a cluster's pin, productive flag, apps and open change; without a cluster, all of them.",
+    summary="Show a cluster's pin, productive flag, apps, open change and freeze; without a cluster, all of them.",
     parse=parse,
     run=run,
     examples=("status", "status prod-eu"),

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from commands.context import CommandSpec, Context
 from commands.model import Message
+from commands.words import count
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,16 @@ def run(cmd: Versions, ctx: Context) -> Message:
         section = version.changelog
         rows.append((
             version.tag,
-            section.date if section else "",
+            version.date or (section.date if section else ""),
             section.headline if section else "(no changelog entry)",
             ", ".join(pinned.get(version.tag, [])),
         ))
     if not repo.versions:
         return Message("No releases yet", lines=("no git tag of the repo is a semantic version like `v0.1.0`",))
     unreleased = repo.changelog.get("unreleased")
-    lines = (f"unreleased on the default branch: {len(unreleased.entries)} changelog entries",) if unreleased and unreleased.entries else ()
-    return Message(f"{len(repo.versions)} releases", lines=lines, table=tuple(rows))
+    lines = (f"unreleased on the default branch: {count(len(unreleased.entries), 'changelog entry', 'changelog entries')}",) \
+        if unreleased and unreleased.entries else ()
+    return Message(count(len(repo.versions), "release"), lines=lines, table=tuple(rows))
 
 
 SPEC = CommandSpec(

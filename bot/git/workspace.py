@@ -167,6 +167,11 @@ class GitReader:
             tags[name] = peeled or obj
         return tags
 
+    def tag_dates(self) -> dict[str, str]:
+        """Tag name -> ISO day: the tagger date of an annotated tag, the commit date of a lightweight one."""
+        out = self._repo.git.for_each_ref("refs/tags", format="%(refname:strip=2) %(creatordate:short)")
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
     def history(self, ref: str, path: str) -> Iterator[tuple[str, bytes | None]]:
         # --raw gives each commit's resulting blob id, so no checkout or per-commit lookup is needed.
         out = self._repo.git.log("--format=@%H", "--raw", "--no-abbrev", "--no-renames", ref, "--", path)

@@ -395,3 +395,28 @@ def test_audit_of_a_cluster_lists_multi_cluster_requests_merges_and_closes(flux_
     assert "status" not in commands
     assert "test, demo" in out or "demo, test" in out
     assert (bot.store.query("SELECT clusters FROM audit WHERE command = 'pr merge 1'")[0]["clusters"]) == "demo"
+
+
+def test_status_shows_freezes(flux_demo: Path, make_bot) -> None:
+    bot = make_bot(flux_demo)
+    say(bot, "freeze demo because incident INC-7")
+    out = say(bot, "status demo")
+    assert "Frozen:         yes, by alice: incident INC-7" in out, out
+    rows = {line.split()[0]: line for line in say(bot, "status").splitlines() if line.startswith(("  demo ", "  test "))}
+    assert "frozen" in rows["demo"] and "frozen" not in rows["test"]
+    say(bot, "freeze all because release day")
+    assert "Frozen:         yes, all clusters, by alice: release day" in say(bot, "status test")
+
+
+def test_versions_shows_the_dates_of_annotated_tags_and_counts_in_words(flux_demo: Path, make_bot) -> None:
+    out = say(make_bot(flux_demo), "versions")
+    assert "4 releases" in out
+    line = next(l for l in out.splitlines() if l.strip().startswith("v0.4.0"))
+    assert "2025-06-02" in line, out  # the tagger date: flux-demo's changelog gives none
+    assert "1 changelog entry" in out and "1 changelog entries" not in out
+
+
+def test_one_release_is_not_one_releases(flux_demo: Path, make_bot) -> None:
+    for tag in ("v0.1.0", "v0.2.0", "v0.3.0"):
+        git(flux_demo, "tag", "-d", tag)
+    assert "• 1 release" in say(make_bot(flux_demo), "versions").splitlines()[0] + " "

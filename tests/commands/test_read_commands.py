@@ -16,7 +16,7 @@ def test_status_table_of_all_clusters(ctx: Context) -> None:
     message = plan("status", busy)
     assert isinstance(message, Message)
     rows = {row[0]: row for row in message.table[1:]}
-    assert rows["prod"] == ("prod", "v0.9.0", "yes", "1", "#3")
+    assert rows["prod"] == ("prod", "v0.9.0", "yes", "1", "#3", "")
     assert rows["lab"] == ("lab", "branch main", "no", "-", "")
     assert rows["broken"][1] == "?"
     assert "latest release v0.10.0" in message.title
@@ -38,7 +38,7 @@ def test_versions_newest_first_with_headline_and_clusters(ctx: Context) -> None:
     assert by_tag["v0.9.0"][2] == "cert-manager"
     assert by_tag["v0.9.0"][3] == "prod, stage"
     assert by_tag["v0.10.0"][1] == "2026-05-01"
-    assert "1 changelog entries" in message.lines[0]
+    assert "1 changelog entry" in message.lines[0]
 
 
 def test_diff_between_versions(ctx: Context) -> None:
