@@ -17,7 +17,7 @@ def test_status_table_of_all_clusters(ctx: Context) -> None:
     assert isinstance(message, Message)
     rows = {row[0]: row for row in message.table[1:]}
     assert rows["prod"] == ("prod", "v0.9.0", "yes", "1", "#3", "")
-    assert rows["lab"] == ("lab", "branch main", "no", "-", "")
+    assert rows["lab"] == ("lab", "branch main", "no", "-", "", "")
     assert rows["broken"][1] == "?"
     assert "latest release v0.10.0" in message.title
 
