@@ -76,6 +76,7 @@ def build_bot(settings: Settings) -> FluxBot:
     bot = FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
     bot.release_requires_green = settings.release_requires_green
+    bot.layout = settings.layout
     return bot
 
 
@@ -124,6 +125,7 @@ def _github_bot(settings: Settings) -> FluxBot:
     bot = FluxBot(workspace, forge, store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
     bot.release_requires_green = settings.release_requires_green
+    bot.layout = settings.layout
     return bot
 
 

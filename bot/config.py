@@ -13,6 +13,7 @@ from bot import schema
 from bot.cluster import ClusterConnection
 from bot.store import Retention
 from commands.gate import GatePolicy
+from commands.layout import Layout
 from commands.permissions import Policy, Rule
 
 _ACTIONS = {"promote", "rollback", "release", "onboard", "app", "reconcile", "approve", "merge", "freeze", "unlock", "*"}
@@ -144,6 +145,7 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     connections: dict[str, ClusterConnection] = field(default_factory=dict)  # cluster -> how to reach it
     release_requires_green: str = ""  # `release.require_green_cluster`: e.g. the test cluster
+    layout: Layout = field(default_factory=Layout)  # `layout:`: where things are in the fleet repo
     confirm_ttl_seconds: float = 600.0
     retention: Retention = field(default_factory=Retention)  # `retention:` how long the store keeps records
     slack_ephemeral_reads: bool = False
@@ -221,6 +223,10 @@ def load_settings(path: str | None) -> Settings:
     settings.policy = _policy(data.get("permissions") or {}, path)
     settings.gate = _gate(data.get("gate") or {}, data.get("identities") or {}, path)
     settings.release_requires_green = str((data.get("release") or {}).get("require_green_cluster", ""))
+    layout = dict(data.get("layout") or {})
+    if "per_cluster_variables" in layout:
+        layout["per_cluster_variables"] = tuple(layout["per_cluster_variables"])
+    settings.layout = Layout(**layout)  # the schema checked the keys and their types
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     settings.retention = Retention(**(data.get("retention") or {}))
     settings.slack_ephemeral_reads = bool((data.get("slack") or {}).get("ephemeral_reads", False))

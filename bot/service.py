@@ -28,6 +28,8 @@ from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
 from commands.impact import impact
 from commands.model import person, AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
+from commands.layout import Layout
+from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.plan import ShowCheck
@@ -79,11 +81,12 @@ class FluxBot:
     checks_in_comment: bool = False
     # Set by the change gate: why PR n may not merge now ('' when it may) and the head commit to merge.
     merge_guard: Callable[[int], tuple[str, str]] | None = None
+    layout: Layout = field(default_factory=Layout)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> RepoSnapshot:
-        return RepoSnapshot(self.workspace.reader(), self.productive_overrides)
+        return RepoSnapshot(self.workspace.reader(), self.productive_overrides, self.layout)
 
     def handle(self, text: str, user: str) -> list[Message]:
         """Run `text` for `user` and return the replies (callers that print later use `respond`)."""

@@ -40,7 +40,7 @@ def run(cmd: AppChange, ctx: Context) -> tuple[ChangePlan, ...]:
     known = sorted({p.split("/")[1] for p in ctx.repo.reader.list_files(ctx.repo.head, "apps/") if p.count("/") >= 2})
     if cmd.app not in known:
         raise CommandError(f"there is no app `{cmd.app}` under apps/", f"apps: {', '.join(f'`{a}`' for a in known) or 'none'}")
-    path = f"clusters/{cluster.name}/apps/kustomization.yaml"
+    path = f"{cluster.directory}/apps/kustomization.yaml"
     before = ctx.repo.reader.read(ctx.repo.head, path)
     if before is None:
         raise CommandError(f"`{cluster.name}` has no {path}", "onboard the cluster with fluxbot, or add that file first")
@@ -48,7 +48,7 @@ def run(cmd: AppChange, ctx: Context) -> tuple[ChangePlan, ...]:
     release = _release(ctx, cmd.app)
     if cmd.action == "add":
         if cmd.app in present:
-            raise CommandError(f"`{cmd.app}` already runs on `{cluster.name}`", f"change its values in clusters/{cluster.name}/apps/values/")
+            raise CommandError(f"`{cmd.app}` already runs on `{cluster.name}`", f"change its values in {cluster.directory}/apps/values/")
         return (_add(ctx, cmd, cluster, path, before, release),)
     if cmd.app not in present:
         raise CommandError(f"`{cmd.app}` does not run on `{cluster.name}`",
@@ -57,11 +57,11 @@ def run(cmd: AppChange, ctx: Context) -> tuple[ChangePlan, ...]:
 
 
 def _add(ctx: Context, cmd: AppChange, cluster: Cluster, path: str, before: bytes, release: dict[str, str]) -> ChangePlan:
-    resource = posixpath.relpath(f"apps/{cmd.app}", f"clusters/{cluster.name}/apps")
+    resource = posixpath.relpath(f"apps/{cmd.app}", f"{cluster.directory}/apps")
     after = append_item(before, 0, ("resources",), resource)
     edits = []
     if cmd.values:
-        values_path = f"clusters/{cluster.name}/apps/values/{cmd.app}.yaml"
+        values_path = f"{cluster.directory}/apps/values/{cmd.app}.yaml"
         if ctx.repo.reader.read(ctx.repo.head, values_path) is not None:
             raise CommandError(f"{values_path} exists already", "remove it or edit it by hand")
         after = append_item(after, 0, ("patches",),
@@ -91,8 +91,8 @@ def _remove(ctx: Context, cmd: AppChange, cluster: Cluster, path: str, before: b
 
 def _prune_notes(ctx: Context, cluster: Cluster, app: str, release: dict[str, str]) -> tuple[str, ...]:
     """What Flux deletes once the removal merges: with `prune: true`, the app's objects go."""
-    apps_path = f"./clusters/{cluster.name}/apps"
-    for path, doc in ctx.repo.yaml_documents(ctx.repo.head, f"clusters/{cluster.name}/", apps_path.encode()[2:]):
+    apps_path = f"./{cluster.directory}/apps"
+    for path, doc in ctx.repo.yaml_documents(ctx.repo.head, f"{cluster.directory}/", apps_path.encode()[2:]):
         spec = doc.get("spec") if is_flux_kustomization(doc) else None
         if isinstance(spec, dict) and str(spec.get("path", "")).rstrip("/") in (apps_path, apps_path[2:]):
             if spec.get("prune") is True:

@@ -55,8 +55,9 @@ def resolve_cluster(repo: RepoSnapshot, name: str) -> Cluster:
     near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {_quote_all(near)}? " if near else ""
     raise CommandError(
-        f"there is no cluster `{name}` (no directory clusters/{name}/)",
-        hint + (f"known clusters: {_quote_all(known)}" if known else "the repo has no clusters/ yet"),
+        f"there is no cluster `{name}` (no directory {repo.directory(name)}/)",
+        hint + (f"known clusters: {_quote_all(known)}" if known else
+                f"the repo has no {repo.layout.clusters}/ yet (`layout.clusters` says where clusters are)"),
     )
 
 

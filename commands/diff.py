@@ -7,7 +7,6 @@ from commands.args import check_name, resolve_version
 from commands.compare import changelog_lines, component_changes, component_lines
 from commands.context import CommandSpec, Context
 from commands.model import Message
-from commands.repo import INFRASTRUCTURE_DIR
 
 _MAX_FILES = 40
 
@@ -29,11 +28,14 @@ def parse(words: list[str]) -> Diff:
 def run(cmd: Diff, ctx: Context) -> Message:
     repo = ctx.repo
     old, new = resolve_version(repo, cmd.old), resolve_version(repo, cmd.new)
-    files = repo.reader.changed_files(old.commit, new.commit, INFRASTRUCTURE_DIR + "/")
+    infrastructure = repo.layout.infrastructure.strip("/")
+    files = repo.reader.changed_files(old.commit, new.commit, infrastructure + "/")
     lines = ["*Changelog*"] + [f"• {e}" for e in changelog_lines(repo, old, new) or ["(none)"]]
     components = component_lines(component_changes(repo, old, new))
     lines += ["*Components*"] + [f"• {c}" for c in components or ["no chart changes"]]
-    lines += [f"*Files changed in {INFRASTRUCTURE_DIR}/* ({len(files)})"] + [f"• {f}" for f in files[:_MAX_FILES]]
+    if not repo.reader.list_files(new.commit, infrastructure + "/"):
+        lines.append(f"{new.tag} has no {infrastructure}/ directory: set `layout.infrastructure` to the released directory")
+    lines += [f"*Files changed in {infrastructure}/* ({len(files)})"] + [f"• {f}" for f in files[:_MAX_FILES]]
     if len(files) > _MAX_FILES:
         lines.append(f"• … and {len(files) - _MAX_FILES} more")
     return Message(f"{old.tag} -> {new.tag}", lines=tuple(lines))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from commands.repo import INFRASTRUCTURE_DIR, RepoSnapshot
+from commands.repo import RepoSnapshot
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,15 @@ def impact(changed_files: Iterable[str], *snapshots: RepoSnapshot) -> Impact:
         hits: set[str] = set()
         for path in files:
             parts = path.split("/")
-            if parts[0] == "clusters" and len(parts) >= 3:
-                hits.add(parts[1])
+            clusters = snapshot.layout.clusters.strip("/") + "/"
+            if path.startswith(clusters):
+                inside = path[len(clusters):].split("/")
+                owner = next((n for n in names if path.startswith(snapshot.directory(n) + "/")), None)
+                if owner or len(inside) > snapshot.layout.cluster_depth:
+                    hits.add(owner or inside[snapshot.layout.cluster_depth - 1])
             elif parts[0] == "apps" and len(parts) >= 3:
                 hits |= {c.name for c in snapshot.clusters if any(a.name == parts[1] for a in c.apps)}
-            elif parts[0] == INFRASTRUCTURE_DIR:
+            elif path.startswith(snapshot.layout.infrastructure.strip("/") + "/"):
                 hits |= {c.name for c in snapshot.clusters if c.pin is not None and c.pin.kind == "branch"}
         affected |= hits
         productive |= {name for name in hits & names if snapshot.cluster(name).productive}

@@ -72,6 +72,11 @@ class Cluster:
     # Why `productive` is what it is when the repo does not say it plainly: unknown counts as
     # productive (fail closed), and the config may opt a cluster out.
     productive_source: str = ""
+    path: str = ""  # its directory (`clusters/<name>`, deeper when the layout nests clusters)
+
+    @property
+    def directory(self) -> str:
+        return self.path or f"clusters/{self.name}"
 
     @property
     def pin(self) -> Pin | None:

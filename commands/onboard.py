@@ -45,7 +45,12 @@ def parse(words: list[str]) -> Onboard:
 def run(cmd: Onboard, ctx: Context) -> tuple[ChangePlan, ...]:
     repo = ctx.repo
     if repo.cluster(cmd.cluster) is not None:
-        raise CommandError(f"`{cmd.cluster}` already exists (clusters/{cmd.cluster}/)", "choose a new name")
+        raise CommandError(f"`{cmd.cluster}` already exists ({repo.directory(cmd.cluster)}/)", "choose a new name")
+    if repo.layout.cluster_depth != 1 or repo.layout.clusters.strip("/") != "clusters" \
+            or repo.layout.infrastructure.strip("/") != "infrastructure":
+        raise CommandError("`onboard` writes the flux-demo layout (clusters/<cluster>/, ./infrastructure/) only",
+                           "this repo's `layout` differs (cluster_depth, clusters or infrastructure): add the "
+                           "cluster's directory by hand")
     template = resolve_cluster(repo, cmd.like) if cmd.like else None
     if template is not None and template.backref is None:
         raise CommandError(f"`{template.name}` cannot be copied: {template.problem}", "fix that file, or onboard like another cluster")
@@ -119,7 +124,7 @@ def _variables(cmd: Onboard, template: Cluster | None, layout: Layout) -> dict[s
 
 def _copy_apps(repo: RepoSnapshot, template: Cluster, base: str) -> tuple[dict[str, bytes], tuple[str, ...]]:
     """The template's apps directory (kustomization, values files), and a line per app copied."""
-    source = f"clusters/{template.name}/apps/"
+    source = f"{template.directory}/apps/"
     files = {}
     for path in repo.reader.list_files(repo.head, source):
         raw = repo.reader.read(repo.head, path)

@@ -137,12 +137,26 @@ class RepoSnapshot:
 
     @cached_property
     def _cluster_files(self) -> dict[str, list[str]]:
+        """Cluster name -> its files; a cluster is a directory `cluster_depth` levels under `clusters`."""
         files: dict[str, list[str]] = {}
-        for path in self.reader.list_files(self.head, "clusters/"):
-            parts = path.split("/")
-            if len(parts) >= 3:
-                files.setdefault(parts[1], []).append(path)
+        prefix, depth = self.layout.clusters.strip("/") + "/", self.layout.cluster_depth
+        for path in self.reader.list_files(self.head, prefix):
+            parts = path[len(prefix):].split("/")
+            if len(parts) > depth:
+                name = parts[depth - 1]
+                self._cluster_dirs.setdefault(name, prefix + "/".join(parts[:depth]))
+                if self._cluster_dirs[name] == prefix + "/".join(parts[:depth]):
+                    files.setdefault(name, []).append(path)
         return files
+
+    @cached_property
+    def _cluster_dirs(self) -> dict[str, str]:
+        return {}
+
+    def directory(self, name: str) -> str:
+        """The directory of cluster `name` (`clusters/<name>` unless the layout nests them)."""
+        self._cluster_files  # noqa: B018 - fills _cluster_dirs
+        return self._cluster_dirs.get(name, f"{self.layout.clusters.strip('/')}/{name}")
 
     @property
     def cluster_names(self) -> list[str]:
@@ -169,16 +183,24 @@ class RepoSnapshot:
         apps = self._apps(name)
         problems: list[str] = []
         infra_ks: _Doc | None = None
+        infrastructure = _clean_path(self.layout.infrastructure)
+        directory = self.directory(name)
         # Cheap byte filters first: flux-system/gotk-components.yaml alone is 13,000 lines.
-        for doc in self._docs(yaml_files, b"infrastructure", problems):
-            if _is_kind(doc.data, "Kustomization", "kustomize.toolkit.fluxcd.io") and (
-                _clean_path(_get(doc.data, "spec", "path")) == INFRASTRUCTURE_DIR
-            ):
-                infra_ks = doc
-                break
+        found = [doc for doc in self._docs(yaml_files, infrastructure.encode(), problems)
+                 if _is_kind(doc.data, "Kustomization", "kustomize.toolkit.fluxcd.io")
+                 and _clean_path(_get(doc.data, "spec", "path")) == infrastructure]
+        places = sorted({posixpath.dirname(doc.path) for doc in found})
+        if len(places) > 1:
+            problems.append(
+                f"{directory}/ holds {len(places)} infrastructure Kustomizations ({', '.join(p + '/' for p in places)}): "
+                f"clusters nested under `{self.layout.clusters}/<group>/<cluster>/`? set `layout.cluster_depth: "
+                f"{self.layout.cluster_depth + 1}`")
+        else:
+            infra_ks = found[0] if found else None
         if infra_ks is None:
             problem = "; ".join(problems) or (
-                f"no Flux Kustomization with `path: ./{INFRASTRUCTURE_DIR}/` under clusters/{name}/"
+                f"no Flux Kustomization with `path: ./{infrastructure}/` under {directory}/"
+                + self._layout_hint(yaml_files)
             )
             productive, source = self._productive(name, None, f"unknown (treated as productive): {problem}")
             return Cluster(name, None, productive, {}, apps, problem, productive_source=source)
@@ -206,10 +228,21 @@ class RepoSnapshot:
                     break
         problem = "" if backref else (
             f"the infrastructure Kustomization in {infra_ks.path} takes GitRepository "
-            f"`{source_name}` as source, but no such GitRepository is under clusters/{name}/"
+            f"`{source_name}` as source, but no such GitRepository is under {directory}/"
         )
         ks_name = str(_get(infra_ks.data, "metadata", "name") or "")
-        return Cluster(name, backref, productive, dict(variables), apps, problem, ks_name, why)
+        return Cluster(name, backref, productive, dict(variables), apps, problem, ks_name, why, directory)
+
+    def _layout_hint(self, yaml_files: list[str]) -> str:
+        """Say which `layout.*` key would help when the infrastructure seems to live elsewhere."""
+        for doc in self._docs(yaml_files, b"kustomize.toolkit.fluxcd.io", []):
+            path = _clean_path(_get(doc.data, "spec", "path"))
+            source = str(_get(doc.data, "spec", "sourceRef", "name") or "")
+            if (_is_kind(doc.data, "Kustomization", "kustomize.toolkit.fluxcd.io") and path and source != "flux-system"
+                    and not path.startswith(self.layout.clusters.strip("/") + "/")):
+                return (f"; {doc.path} builds ./{path}/ from `{source}`: if that is the released directory, "
+                        f"set `layout.infrastructure: {path}`")
+        return ""
 
     def _productive(self, name: str, flag: object, unknown: str) -> tuple[bool, str]:
         """(productive, why): the config decides first; then `meta_productive`; unknown fails closed."""
@@ -234,7 +267,7 @@ class RepoSnapshot:
                 yield _Doc(path, index, data)
 
     def _apps(self, name: str) -> tuple[App, ...]:
-        path = f"clusters/{name}/apps/kustomization.yaml"
+        path = f"{self.directory(name)}/apps/kustomization.yaml"
         raw = self.reader.read(self.head, path)
         if raw is None:
             return ()
@@ -246,7 +279,7 @@ class RepoSnapshot:
         for patch in _get(data, "patches") or []:
             target = _get(patch, "target", "name")
             if target and _get(patch, "path"):
-                values[str(target)] = posixpath.normpath(f"clusters/{name}/apps/{patch['path']}")
+                values[str(target)] = posixpath.normpath(f"{self.directory(name)}/apps/{patch['path']}")
         apps = []
         for resource in _get(data, "resources") or []:
             app_name = posixpath.basename(str(resource).rstrip("/"))
@@ -257,7 +290,7 @@ class RepoSnapshot:
 
     @cached_property
     def changelog(self) -> dict[str, ChangelogSection]:
-        raw = self.reader.read(self.head, CHANGELOG)
+        raw = self.reader.read(self.head, self.layout.changelog)
         return parse_changelog(raw.decode("utf-8", "replace")) if raw else {}
 
     @cached_property
@@ -311,7 +344,7 @@ class RepoSnapshot:
                 chart_version=str(_get(doc, "spec", "chart", "spec", "version") or "*"),
                 path=path,
             )
-            for path, doc in self.yaml_documents(version.commit, INFRASTRUCTURE_DIR + "/", b"HelmRelease")
+            for path, doc in self.yaml_documents(version.commit, self.layout.infrastructure.strip("/") + "/", b"HelmRelease")
             if _is_kind(doc, "HelmRelease", "helm.toolkit.fluxcd.io")
         ]
         return sorted(found, key=lambda c: (c.name, c.namespace))

@@ -6,7 +6,7 @@ import re
 from typing import Iterable, Mapping
 
 from commands.model import Version
-from commands.repo import INFRASTRUCTURE_DIR, RepoSnapshot, documents
+from commands.repo import RepoSnapshot, documents
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[=-])([^}]*))?\}")
 
@@ -64,5 +64,5 @@ def infrastructure_texts(repo: RepoSnapshot, version: Version) -> list[str]:
             else:
                 visit(target)
 
-    visit(INFRASTRUCTURE_DIR)
+    visit(repo.layout.infrastructure.strip("/"))
     return texts
