@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass
 
 from commands.args import check_name
-from commands.changelog import normalise
+from commands.changelog import looks_semantic_release, normalise
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, CommandError, FileEdit
 from commands.reconcile import name_of, ready
-from commands.repo import CHANGELOG, parse_version
+from commands.repo import parse_version
 
 _UNRELEASED_HEADING = re.compile(r"^##\s+\[?unreleased\]?[^\r\n]*", re.I | re.M)
 _UNRELEASED_LINK = re.compile(r"^\[unreleased\]:\s*(?P<base>\S+?)/compare/(?P<old>\S+?)\.\.\.HEAD[ \t]*$", re.I | re.M)
@@ -45,15 +45,26 @@ def run(cmd: Release, ctx: Context) -> tuple[ChangePlan, ...]:
     if wanted is None:
         raise CommandError(f"`{cmd.version}` is not a semantic version", "versions look like `v1.2.3`")
     latest = repo.latest
-    prefix = "v" if latest is None or latest.tag.startswith("v") else ""
-    tag = prefix + str(wanted)
+    changelog = repo.layout.changelog
+    if repo.layout.changelog_style == "semantic-release":
+        raise CommandError(f"semantic-release writes {changelog} and tags releases itself; fluxbot's `release` "
+                           "moves a Keep a Changelog `Unreleased` section", "release with semantic-release "
+                           "(`layout.changelog_style` is `semantic-release`)")
+    bare = repo.layout.tag_version(latest.tag) if latest is not None else None
+    tag = repo.layout.tag_for(("" if bare is not None and not bare.startswith("v") else "v") + str(wanted))
     if latest is not None and wanted <= parse_version(latest.tag):
         raise CommandError(f"`{tag}` is not newer than the latest release `{latest.tag}`", "pick a greater version")
     _require_green(ctx)
+    before = repo.reader.read(repo.head, changelog)
+    if before is None:
+        raise CommandError(f"there is no {changelog} to release from",
+                           "set `layout.changelog` to the changelog file, or add one with an `## [Unreleased]` section")
     unreleased = repo.changelog.get("unreleased")
     if unreleased is None or not unreleased.entries:
-        raise CommandError("the `Unreleased` section of CHANGELOG.md is empty", "add what changed there first")
-    before = repo.reader.read(repo.head, CHANGELOG)
+        semantic = unreleased is None and looks_semantic_release(before.decode("utf-8", "replace"))
+        raise CommandError(f"the `Unreleased` section of {changelog} is " + ("missing" if unreleased is None else "empty"),
+                           "it looks written by semantic-release: set `layout.changelog_style: semantic-release`"
+                           if semantic else "add what changed there first")
     assert before is not None  # the changelog had an Unreleased section
     after = _move_unreleased(before.decode("utf-8"), str(wanted), tag, latest.tag if latest else "", ctx.today)
     open_release = ctx.open_change_for("")
@@ -66,7 +77,7 @@ def run(cmd: Release, ctx: Context) -> tuple[ChangePlan, ...]:
         body=f"## Release `{tag}`\n\n{entries}\n\n- Requested by: {ctx.requester}\n\n"
              f"Merging tags the merge commit as `{tag}`. No cluster changes until it is promoted.\n",
         commit_message=f"docs(changelog): release {tag}\n\nRequested-by: {ctx.requester}\n",
-        edits=(FileEdit(CHANGELOG, before, after.encode("utf-8")),), labels=("fluxbot", "release"),
+        edits=(FileEdit(changelog, before, after.encode("utf-8")),), labels=("fluxbot", "release"),
         productive=False, to_version=tag,
     ),)
 

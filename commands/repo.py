@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 import semver
 from ruamel.yaml.error import YAMLError
 
-from commands.changelog import normalise, parse_changelog
+from commands.changelog import looks_semantic_release, normalise, parse_changelog
 from commands.layout import Layout
 from commands.model import (
     App,
@@ -51,13 +51,35 @@ class TreeReader(Protocol):
 
 
 @lru_cache(maxsize=8192)
-def parse_version(text: str) -> semver.Version | None:
-    """A semantic version from a tag name (`v0.4.0` or `0.4.0`), or None."""
+def strict_version(text: str) -> semver.Version | None:
+    """A semantic version from `v0.4.0` or `0.4.0`, or None."""
     candidate = text[1:] if text[:1] in "vV" else text
     try:
         return semver.Version.parse(candidate)
     except ValueError:
         return None
+
+
+def _tag_prefix(tag: str) -> str:
+    """`infra-` of `infra-v1.2.0`; '' for a tag without a prefix, or no version at all."""
+    for separator in re.finditer(r"[-_/]", tag) if strict_version(tag) is None else ():
+        if strict_version(tag[separator.end():]) is not None:
+            return tag[: separator.end()]
+    return ""
+
+
+@lru_cache(maxsize=8192)
+def parse_version(text: str) -> semver.Version | None:
+    """A semantic version from a tag name (`v0.4.0`, `0.4.0`, or prefixed: `infra-v0.4.0`), or None.
+
+    Which tags count as releases is the layout's choice (`layout.tag_prefix`); this reads any.
+    """
+    found = strict_version(text)
+    for separator in re.finditer(r"[-_/]", text) if found is None else ():
+        found = strict_version(text[separator.end():])
+        if found is not None:
+            break
+    return found
 
 
 @lru_cache(maxsize=4096)
@@ -156,7 +178,8 @@ class RepoSnapshot:
     def directory(self, name: str) -> str:
         """The directory of cluster `name` (`clusters/<name>` unless the layout nests them)."""
         self._cluster_files  # noqa: B018 - fills _cluster_dirs
-        return self._cluster_dirs.get(name, f"{self.layout.clusters.strip('/')}/{name}")
+        groups = "<group>/" * (self.layout.cluster_depth - 1)
+        return self._cluster_dirs.get(name, f"{self.layout.clusters.strip('/')}/{groups}{name}")
 
     @property
     def cluster_names(self) -> list[str]:
@@ -294,14 +317,40 @@ class RepoSnapshot:
         return parse_changelog(raw.decode("utf-8", "replace")) if raw else {}
 
     @cached_property
+    def unsupported(self) -> list[str]:
+        """What of this repo fluxbot does not understand with its layout, each with the key that helps."""
+        layout, notes = self.layout, []
+        files = self.reader.list_files(self.head, "")
+        if not any(p.startswith(layout.clusters.strip("/") + "/") for p in files):
+            notes.append(f"no {layout.clusters}/ directory: set `layout.clusters` to where cluster directories are")
+        if not any(p.startswith(layout.infrastructure.strip("/") + "/") for p in files):
+            notes.append(f"no {layout.infrastructure}/ directory on the default branch: "
+                         "set `layout.infrastructure` to the released directory")
+        raw = self.reader.read(self.head, layout.changelog)
+        if raw is None:
+            notes.append(f"no {layout.changelog}: releases show no changelog entries "
+                         "(set `layout.changelog` to the changelog file, if there is one)")
+        elif layout.changelog_style == "keep-a-changelog" and looks_semantic_release(raw.decode("utf-8", "replace")) \
+                and "unreleased" not in self.changelog:
+            notes.append(f"{layout.changelog} is written by semantic-release (no `Unreleased` section): "
+                         "set `layout.changelog_style: semantic-release`")
+        if not self.versions:
+            prefixed = sorted((_tag_prefix(tag), tag) for tag in self.reader.tags() if _tag_prefix(tag))
+            if prefixed:
+                prefix, example = prefixed[-1]
+                notes.append(f"tags like `{example}` are not read as releases: set `layout.tag_prefix: {prefix}`")
+        return notes
+
+    @cached_property
     def versions(self) -> list[Version]:
         """Semver tags, oldest first."""
         found = []
         dates = getattr(self.reader, "tag_dates", dict)()  # optional: readers without dates give none
         for tag, commit in self.reader.tags().items():
-            parsed = parse_version(tag)
+            version = self.layout.tag_version(tag)
+            parsed = strict_version(version) if version is not None else None
             if parsed is not None:
-                found.append((parsed, Version(tag, commit, self.changelog.get(normalise(tag)), dates.get(tag, ""))))
+                found.append((parsed, Version(tag, commit, self.changelog.get(normalise(version)), dates.get(tag, ""))))
         return [version for _, version in sorted(found, key=lambda item: item[0])]
 
     @cached_property

@@ -56,7 +56,8 @@ def run(cmd: Status, ctx: Context) -> Message:
                 f"#{pr.number}" if pr else "",
                 "frozen" if frozen(ctx, cluster.name) else "",
             ))
-        return Message(f"{count(len(repo.clusters), 'cluster')} · latest release {latest}", table=tuple(rows))
+        return Message(f"{count(len(repo.clusters), 'cluster')} · latest release {latest}", table=tuple(rows),
+                       lines=tuple(f"not understood: {note}" for note in repo.unsupported))
 
     cluster = resolve_cluster(repo, cmd.cluster)
     pr = ctx.open_change_for(cluster.name)

@@ -31,15 +31,17 @@ def run(cmd: Versions, ctx: Context) -> Message:
         rows.append((
             version.tag,
             version.date or (section.date if section else ""),
-            section.headline if section else "(no changelog entry)",
+            section.headline if section else ("" if repo.reader.read(repo.head, repo.layout.changelog) is None
+                                              else "(no changelog entry)"),
             ", ".join(pinned.get(version.tag, [])),
         ))
+    notes = tuple(f"not understood: {note}" for note in repo.unsupported)
     if not repo.versions:
-        return Message("No releases yet", lines=("no git tag of the repo is a semantic version like `v0.1.0`",))
+        return Message("No releases yet", lines=("no git tag of the repo is a semantic version like `v0.1.0`",) + notes)
     unreleased = repo.changelog.get("unreleased")
     lines = (f"unreleased on the default branch: {count(len(unreleased.entries), 'changelog entry', 'changelog entries')}",) \
         if unreleased and unreleased.entries else ()
-    return Message(count(len(repo.versions), "release"), lines=lines, table=tuple(rows))
+    return Message(count(len(repo.versions), "release"), lines=lines + notes, table=tuple(rows))
 
 
 SPEC = CommandSpec(

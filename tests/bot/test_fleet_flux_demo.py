@@ -420,3 +420,116 @@ def test_one_release_is_not_one_releases(flux_demo: Path, make_bot) -> None:
     for tag in ("v0.1.0", "v0.2.0", "v0.3.0"):
         git(flux_demo, "tag", "-d", tag)
     assert "• 1 release" in say(make_bot(flux_demo), "versions").splitlines()[0] + " "
+
+
+# Layouts beyond the seed's ----------------------------------------------------------------------
+
+
+def retag(repo: Path, rename) -> None:
+    for tag in ("v0.1.0", "v0.2.0", "v0.3.0", "v0.4.0"):
+        commit = git(repo, "rev-parse", f"{tag}^{{commit}}")
+        git(repo, "tag", "-d", tag)
+        git(repo, "tag", "-a", rename(tag), commit, "-m", f"Release {tag}")
+
+
+def test_prefixed_tags_are_named_then_read_with_the_tag_prefix(flux_demo: Path, make_bot) -> None:
+    from commands.layout import Layout
+
+    retag(flux_demo, lambda tag: f"infra-{tag}")
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace("tag: v0.3.0", "tag: infra-v0.3.0"))
+    git(flux_demo, "commit", "-qam", "pin with the prefixed tag")
+    out = say(make_bot(flux_demo), "versions")
+    assert "No releases yet" in out and "set `layout.tag_prefix: infra-`" in out, out
+    bot = make_bot(flux_demo, layout=Layout(tag_prefix="infra-"))
+    out = say(bot, "versions")
+    assert "4 releases" in out and "infra-v0.4.0" in out and "Added indirection layer" in out, out
+    out = say(bot, "promote v0.4.0 to demo")
+    assert "Opened: PR #1 Promote demo to infra-v0.4.0" in out, out
+    assert "+    tag: infra-v0.4.0" in git(flux_demo, "diff", "main...fluxbot/promote-demo-infra-v0.4.0").splitlines()
+
+
+def test_bare_tags_are_releases(flux_demo: Path, make_bot) -> None:
+    retag(flux_demo, lambda tag: tag[1:])
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace("tag: v0.3.0", "tag: 0.3.0"))
+    git(flux_demo, "commit", "-qam", "pin with the bare tag")
+    bot = make_bot(flux_demo)
+    assert "4 releases" in say(bot, "versions")
+    assert "Roll back demo to 0.2.0" in say(bot, "rollback demo")
+
+
+def test_without_a_changelog_fluxbot_says_so_instead_of_empty_answers(flux_demo: Path, make_bot) -> None:
+    git(flux_demo, "rm", "-q", "CHANGELOG.md")
+    git(flux_demo, "commit", "-qm", "no changelog")
+    bot = make_bot(flux_demo)
+    out = say(bot, "versions")
+    assert "no changelog entry" not in out
+    assert "not understood: no CHANGELOG.md: releases show no changelog entries (set `layout.changelog`" in out, out
+    out = say(bot, "release v0.5.0")
+    assert "there is no CHANGELOG.md to release from" in out and "Unreleased" not in out.splitlines()[0], out
+
+
+SEMANTIC = """# Changelog
+
+## [0.4.0](https://github.com/f4z3r/flux-demo/compare/v0.3.0...v0.4.0) (2025-06-02)
+
+### Features
+
+* **infra:** indirection layer for component dependencies ([1b0fdd0](https://github.com/f4z3r/flux-demo/commit/1b0fdd0))
+
+# [0.3.0](https://github.com/f4z3r/flux-demo/compare/v0.2.0...v0.3.0) (2024-09-05)
+
+### Features
+
+* add eso to infrastructure ([cdccaba](https://github.com/f4z3r/flux-demo/commit/cdccaba))
+"""
+
+
+def test_a_semantic_release_changelog_is_read_and_release_names_the_style(flux_demo: Path, make_bot) -> None:
+    from commands.layout import Layout
+
+    (flux_demo / "CHANGELOG.md").write_text(SEMANTIC)
+    git(flux_demo, "commit", "-qam", "semantic-release changelog")
+    bot = make_bot(flux_demo)
+    out = say(bot, "versions")
+    line = next(l for l in out.splitlines() if l.strip().startswith("v0.4.0"))
+    assert "**infra:** indirection layer for component dependencies" in line and "1b0fdd0" not in line, out
+    assert "add eso to infrastructure" in out
+    assert "set `layout.changelog_style: semantic-release`" in out
+    assert "set `layout.changelog_style: semantic-release`" in say(bot, "release v0.5.0")
+    out = say(make_bot(flux_demo, layout=Layout(changelog_style="semantic-release")), "release v0.5.0")
+    assert "semantic-release writes CHANGELOG.md and tags releases itself" in out
+    assert branches(flux_demo) == []
+
+
+def test_infrastructure_elsewhere_is_named_then_read_with_the_layout(flux_demo: Path, make_bot) -> None:
+    from commands.layout import Layout
+
+    git(flux_demo, "mv", "infrastructure", "platform")
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace("path: ./infrastructure/", "path: ./platform/"))
+    git(flux_demo, "commit", "-qam", "infrastructure lives in platform/")
+    out = say(make_bot(flux_demo), "status demo")
+    assert "set `layout.infrastructure: platform`" in out, out
+    assert "no infrastructure/ directory on the default branch" in say(make_bot(flux_demo), "status")
+    out = say(make_bot(flux_demo, layout=Layout(infrastructure="platform")), "status demo")
+    assert "Pin:            v0.3.0" in out, out
+
+
+def test_nested_clusters_are_named_then_read_with_the_cluster_depth(flux_demo: Path, make_bot) -> None:
+    from commands.layout import Layout
+
+    (flux_demo / "clusters/prod").mkdir()
+    git(flux_demo, "mv", "clusters/demo", "clusters/prod/demo")
+    git(flux_demo, "mv", "clusters/test", "clusters/prod/test")
+    git(flux_demo, "commit", "-qm", "clusters grouped by environment")
+    out = say(make_bot(flux_demo), "status prod")
+    assert "set `layout.cluster_depth: 2`" in out, out
+    bot = make_bot(flux_demo, layout=Layout(cluster_depth=2))
+    out = say(bot, "status demo")
+    assert "Pin:            v0.3.0" in out and "podinfo (values)" in out, out
+    assert "no directory clusters/<group>/nope/" in say(bot, "status nope")
+    out = say(bot, "rollback demo")
+    assert "Opened: PR #1 Roll back demo to v0.2.0" in out, out
+    assert "clusters/prod/demo/infrastructure.yaml" in git(flux_demo, "diff", "--name-only", "main...fluxbot/rollback-demo-v0.2.0")
