@@ -12,6 +12,7 @@ from functools import cached_property, lru_cache
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 import semver
+from nodesemver import max_satisfying
 from ruamel.yaml.error import YAMLError
 
 from commands.changelog import looks_semantic_release, normalise, parse_changelog
@@ -356,7 +357,7 @@ class RepoSnapshot:
     @cached_property
     def parsed_versions(self) -> list[semver.Version]:
         """The semantic versions of `versions`, in the same (ascending) order."""
-        return [parse_version(v.tag) for v in self.versions]  # type: ignore[misc]
+        return [strict_version(self.layout.tag_version(v.tag) or "") for v in self.versions]  # type: ignore[misc]
 
     def version(self, text: str) -> Version | None:
         """The release named `text` (`v0.4.0` or `0.4.0`), or None."""
@@ -368,6 +369,23 @@ class RepoSnapshot:
     @property
     def latest(self) -> Version | None:
         return self.versions[-1] if self.versions else None
+
+    def selected(self, pin: Pin | None) -> Version | None:
+        """The release a pin makes Flux apply: the tag itself, or for `ref.semver` the newest tag in the range.
+
+        Flux's source-controller reads ranges with Masterminds/semver (npm-like; `,` joins
+        constraints), and leaves prereleases out unless the range names one.
+        """
+        if pin is None or pin.kind not in ("tag", "semver"):
+            return None
+        if pin.kind == "tag":
+            return self.version(pin.value)
+        by_text = {str(parsed): version for parsed, version in zip(self.parsed_versions, self.versions)}
+        try:
+            best = max_satisfying(list(by_text), pin.value.replace(",", " "), loose=False)
+        except (ValueError, TypeError):
+            return None
+        return by_text.get(str(best)) if best else None
 
     def versions_between(self, old: Version, new: Version) -> list[Version]:
         """Releases after `old` up to and including `new`, oldest first."""

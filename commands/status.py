@@ -23,13 +23,30 @@ def parse(words: list[str]) -> Status:
 
 
 def behind(repo: RepoSnapshot, cluster: Cluster) -> str:
-    """How many releases newer than its pin exist: `0`, `2`, or `-` when that has no meaning."""
+    """How many releases are newer than what it runs: `0`, `2`, or `-` when that has no meaning."""
     pin = cluster.pin
-    if pin is None or pin.kind != "tag" or parse_version(pin.value) is None:
+    if pin is None or pin.kind not in ("tag", "semver"):
         return "-"
-    current = parse_version(pin.value)
+    selected = repo.selected(pin)
+    current = parse_version(selected.tag if selected else pin.value) if pin.kind == "tag" or selected else None
+    if current is None:
+        return "-"
     ordered = repo.parsed_versions
     return str(len(ordered) - bisect.bisect_right(ordered, current))
+
+
+def pin_text(repo: RepoSnapshot, cluster: Cluster, short: bool = False) -> str:
+    """The pin as written, and for a semver range the tag Flux selects."""
+    pin = cluster.pin
+    if pin is None:
+        return "?" if short else f"unknown: {cluster.problem}"
+    if pin.kind != "semver":
+        return str(pin)
+    selected = repo.selected(pin)
+    if short:
+        return f"{pin} -> {selected.tag if selected else 'none'}"
+    return f"{pin}: " + (f"Flux selects {selected.tag} (the newest matching tag)" if selected
+                         else "no tag matches: Flux has nothing to apply")
 
 
 def frozen(ctx: Context, name: str) -> str:
@@ -50,7 +67,7 @@ def run(cmd: Status, ctx: Context) -> Message:
             pr = ctx.open_change_for(cluster.name)
             rows.append((
                 cluster.name,
-                str(cluster.pin) if cluster.pin else "?",
+                pin_text(repo, cluster, short=True),
                 cluster.productive_text.split(":")[0].replace(" (treated as productive)", ""),
                 behind(repo, cluster),
                 f"#{pr.number}" if pr else "",
@@ -62,7 +79,7 @@ def run(cmd: Status, ctx: Context) -> Message:
     cluster = resolve_cluster(repo, cmd.cluster)
     pr = ctx.open_change_for(cluster.name)
     fields = [
-        ("Pin", str(cluster.pin) if cluster.pin else f"unknown: {cluster.problem}"),
+        ("Pin", pin_text(repo, cluster)),
         ("Productive", cluster.productive_text),
         ("Latest release", latest),
         ("Behind", behind(repo, cluster)),

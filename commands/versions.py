@@ -23,8 +23,9 @@ def run(cmd: Versions, ctx: Context) -> Message:
     repo = ctx.repo
     pinned: dict[str, list[str]] = {}
     for cluster in repo.clusters:
-        if cluster.pin is not None:
-            pinned.setdefault(cluster.pin.value if cluster.pin.kind == "tag" else "", []).append(cluster.name)
+        selected = repo.selected(cluster.pin)
+        if selected is not None and cluster.pin is not None:
+            pinned.setdefault(selected.tag, []).append(cluster.name + (" (semver)" if cluster.pin.kind == "semver" else ""))
     rows = [("version", "date", "changelog", "clusters")]
     for version in reversed(repo.versions):
         section = version.changelog

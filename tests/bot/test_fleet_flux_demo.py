@@ -533,3 +533,20 @@ def test_nested_clusters_are_named_then_read_with_the_cluster_depth(flux_demo: P
     out = say(bot, "rollback demo")
     assert "Opened: PR #1 Roll back demo to v0.2.0" in out, out
     assert "clusters/prod/demo/infrastructure.yaml" in git(flux_demo, "diff", "--name-only", "main...fluxbot/rollback-demo-v0.2.0")
+
+
+def test_a_semver_pin_shows_the_tag_flux_selects_and_how_far_behind(flux_demo: Path, make_bot) -> None:
+    path = flux_demo / "clusters/demo/infrastructure.yaml"
+    path.write_text(path.read_text().replace("tag: v0.3.0", 'semver: ">=0.2.0 <0.4.0"'))
+    git(flux_demo, "commit", "-qam", "demo follows a semver range")
+    bot = make_bot(flux_demo)
+    out = say(bot, "status demo")
+    assert "Pin:            semver >=0.2.0 <0.4.0: Flux selects v0.3.0 (the newest matching tag)" in out, out
+    assert "Behind:         1" in out
+    rows = {line.split()[0]: line for line in say(bot, "status").splitlines() if line.startswith("  demo ")}
+    assert "-> v0.3.0" in rows["demo"]
+    line = next(l for l in say(bot, "versions").splitlines() if l.strip().startswith("v0.3.0"))
+    assert "demo (semver)" in line
+    path.write_text(path.read_text().replace('semver: ">=0.2.0 <0.4.0"', 'semver: ">=9.0.0"'))
+    git(flux_demo, "commit", "-qam", "a range nothing matches")
+    assert "no tag matches: Flux has nothing to apply" in say(make_bot(flux_demo), "status demo")
