@@ -43,6 +43,8 @@ def local_repo(repo: str) -> str:
     """The repo as git should reach it: a URL as given, a path made absolute (`.` would otherwise
     mean the mirror once git runs inside it), a `file://` URL as its path; a path that is not the
     top of a git repository is refused, saying where the repository is."""
+    from bot.config import ConfigError
+
     if repo.startswith("file://"):
         repo = url2pathname(urlparse(repo).path)
     elif "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
