@@ -29,7 +29,6 @@ from commands.freeze import freeze_refusal
 from commands.impact import impact
 from commands.model import person, AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.layout import Layout
-from commands.model import AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
 from commands.plan import ShowCheck
