@@ -136,6 +136,11 @@ class _Walk:
                 level = children
             for future in prefetch:
                 future.cancel()
+        if self.pin is not None and not any(r.layer.directory == INFRASTRUCTURE_DIR for r in self.rendered):
+            # The cluster's files name a back-reference, but nothing in what its directory renders
+            # applies the infrastructure from it: say so rather than pass silently.
+            self.skipped.append(f"{INFRASTRUCTURE_DIR}/ at {self.pin} (no Flux Kustomization in the render of "
+                                f"{CLUSTERS_DIR}/{self.cluster} applies it from GitRepository `{self.backref}`)")
         self._validate()
         total = sum(len(r.objects) for r in self.rendered)
         skipped = f"; not rendered: {'; '.join(self.skipped)}" if self.skipped else ""
