@@ -136,6 +136,11 @@ class _Walk:
                 level = children
             for future in prefetch:
                 future.cancel()
+        if self.pin is not None and not any(r.layer.directory == INFRASTRUCTURE_DIR for r in self.rendered):
+            # The cluster's files name a back-reference, but nothing in what its directory renders
+            # applies the infrastructure from it: say so rather than pass silently.
+            self.skipped.append(f"{INFRASTRUCTURE_DIR}/ at {self.pin} (no Flux Kustomization in the render of "
+                                f"{CLUSTERS_DIR}/{self.cluster} applies it from GitRepository `{self.backref}`)")
         self._validate()
         total = sum(len(r.objects) for r in self.rendered)
         skipped = f"; not rendered: {'; '.join(self.skipped)}" if self.skipped else ""
@@ -238,8 +243,8 @@ class _Walk:
             return None
         if here in ancestry:
             raise CommandError(
-                f"quality gate: {owner} applies ./{directory}, which is already being applied above it: a cycle "
-                f"({' -> '.join(d for _, d in ancestry[1:])} -> {directory})",
+                f"quality gate: {owner} applies ./{directory}, which is already applied above it: a cycle "
+                f"({' -> '.join('./' + d for _, d in ancestry[1:])} -> ./{directory})",
                 "point its spec.path at a directory below, not at one of its own parents")
         depth = parent.depth + 1
         if depth > MAX_DEPTH:
@@ -253,8 +258,9 @@ class _Walk:
         if depth == 1 and directory == INFRASTRUCTURE_DIR:
             hint = f"add them to `{self.cluster}`'s `postBuild.substitute`, or give them defaults (`${{name:=default}}`)"
         else:
-            hint = (f"add them to the `postBuild.substitute` of {owner} (for a nested layer, the patch in its parent "
-                    f"sets it), or give them defaults (`${{name:=default}}`)")
+            patches = f"{parent.directory}/kustomization.yaml" if parent.depth else "its file"
+            hint = (f"add them to the `postBuild.substitute` of Kustomization {namespace}/{name} (or to the patch in "
+                    f"{patches} that sets it), or give them defaults (`${{name:=default}}`)")
         label = f"{directory}/ at {source.where}"
         return Layer(directory, source, owner, variables, bool(isinstance(post, dict) and post.get("substituteFrom")),
                      depth, ancestry, label, hint)
@@ -280,15 +286,15 @@ class _Walk:
                 problems.append((undefined, {}))
         if problems and not layer.external_variables:
             names = sorted({v for undefined, _ in problems for v in undefined})
-            used_by = "; ".join(f"{_describe(obj, layer)}" for _, obj in problems[:3] if obj)
-            first = layer.depth == 1 and layer.directory == INFRASTRUCTURE_DIR
-            setter = f"`{self.cluster}`" if first else layer.owner
-            subject = "the infrastructure" if first else f"./{layer.directory}"
+            variables = ", ".join(f"`${{{v}}}`" for v in names)
+            users = "; ".join(_describe(obj, layer, by=False) for _, obj in problems[:3] if obj)
+            if layer.depth == 1 and layer.directory == INFRASTRUCTURE_DIR:
+                raise CommandError(
+                    f"quality gate: the infrastructure at {layer.source.where} uses {variables}, which "
+                    f"`{self.cluster}` does not set" + (f" (used by {users})" if users else ""), layer.hint)
             raise CommandError(
-                f"quality gate: {subject} at {layer.source.where} uses "
-                f"{', '.join(f'`${{{v}}}`' for v in names)}, which {setter} does not set"
-                + (f" (used by {used_by})" if used_by else ""),
-                layer.hint)
+                f"quality gate: {variables} {'is' if len(names) == 1 else 'are'} used by {users or './' + layer.directory} "
+                f"but not set by {layer.owner}", layer.hint)
         return "---\n".join(out) if len(out) > 1 else out[0]
 
     def _validate(self) -> None:
@@ -310,14 +316,14 @@ class _Walk:
                                  f"{builtin_version()} built-in kinds, {crds}){unvalidated}")
 
 
-def _describe(obj: Any, layer: Layer) -> str:
+def _describe(obj: Any, layer: Layer, by: bool = True) -> str:
     """`HelmRelease ingress-nginx/ingress-nginx (infrastructure/nginx/release.yaml at v0.4.0, applied by ...)`."""
     if not isinstance(obj, dict):
         return f"an object in {layer.label}"
     name = f"{_meta(obj, 'namespace') + '/' if _meta(obj, 'namespace') else ''}{_meta(obj, 'name')}"
     file = origin(obj, layer.directory) or layer.directory
-    by = f", applied by {layer.owner}" if layer.owner else ""
-    return f"{obj.get('kind', 'object')} {name} ({file} at {layer.source.where}{by})"
+    applied = f", applied by {layer.owner}" if layer.owner and by else ""
+    return f"{obj.get('kind', 'object')} {name} ({file} at {layer.source.where}{applied})"
 
 
 def _result(future: Future[str], layer: Layer) -> str:

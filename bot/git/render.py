@@ -60,7 +60,7 @@ class GitTrees(Protocol):
 
     def tree_entries(self, ref: str, path: str) -> list[tuple[str, str]]: ...  # (name, object id); [] if absent
 
-    def export(self, ref: str, paths: Sequence[str], target: Path, max_bytes: int) -> None: ...
+    def export(self, ref: str, paths: Sequence[str], target: Path, max_bytes: int, directory: str) -> None: ...
 
 
 class RenderRefused(CommandError):
@@ -248,7 +248,7 @@ class Renderer:
             root.mkdir()
             try:
                 try:
-                    self.trees.export(ref, paths, root, MAX_INPUT_BYTES)
+                    self.trees.export(ref, paths, root, MAX_INPUT_BYTES, directory)
                 except InputTooLarge as error:
                     raise RenderRefused(
                         f"quality gate: the files a render of {label} reads are more than {error.limit // 2**20} MiB "

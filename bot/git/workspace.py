@@ -470,8 +470,11 @@ class Workspace:
             entries = self._entries(found[1].hex())
         return [(name, sha.hex()) for name, (_mode, sha) in entries.items()]
 
-    def export(self, ref: str, paths: Sequence[str], target: Path, max_bytes: int = MAX_INPUT_BYTES) -> None:
-        """Write `paths` as they are at `ref` under `target` (for rendering), at most `max_bytes` of files.
+    def export(self, ref: str, paths: Sequence[str], target: Path, max_bytes: int = MAX_INPUT_BYTES,
+               directory: str = "") -> None:
+        """Write `paths` as they are at `ref` under `target` (for rendering), at most `max_bytes` of what
+        the render can read: every file under `directory`, and manifests (YAML, JSON) anywhere else
+        (a repo's images and docs beside it do not count).
 
         Streamed from `git archive`, so an oversized tree is refused before it is all read; a symlink
         that points out of the tree (an absolute path, or `../` past the root) is refused by name.
@@ -483,7 +486,8 @@ class Workspace:
         try:
             with tarfile.open(fileobj=process.stdout, mode="r|") as tar:
                 for member in tar:
-                    total += member.size
+                    if _counted(member.name, directory):
+                        total += member.size
                     if total > max_bytes:
                         raise InputTooLarge(member.name, member.size, max_bytes)
                     try:
@@ -577,6 +581,12 @@ class Workspace:
             except GitCommandError:
                 self.repo.git.worktree("prune")
             shutil.rmtree(parent, ignore_errors=True)
+
+
+def _counted(name: str, directory: str) -> bool:
+    """Whether an exported file counts toward the render input cap."""
+    return not directory or name == directory or name.startswith(directory + "/") or \
+        name.lower().endswith((".yaml", ".yml", ".json"))
 
 
 def _link_problem(error: tarfile.FilterError) -> str:

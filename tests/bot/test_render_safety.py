@@ -212,3 +212,16 @@ def test_the_render_cache_is_capped_by_bytes(tmp_path: Path, monkeypatch: pytest
         cache.put(f"key{n}", f"{n}" * 1000)
         time.sleep(0.01)  # distinct modification times
     assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == ["key2.yaml", "key3.yaml"]
+
+
+def test_large_files_beside_the_manifests_do_not_count_toward_the_cap(flux_demo: Path, make_bot,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Images and docs at the top of a fleet repo are exported with it, but kustomize does not read them.
+    from bot.git import render
+
+    monkeypatch.setattr(render, "MAX_INPUT_BYTES", 2 * 2**20)
+    (flux_demo / "docs").mkdir()
+    (flux_demo / "docs/diagram.png").write_bytes(b"\x89PNG" + b"\0" * (3 * 2**20))
+    commit_all(flux_demo, "a big picture")
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")

@@ -127,3 +127,17 @@ def test_a_layer_with_substitute_from_says_its_variables_were_not_checked(flux_d
     body = bot.forge.body(1)
     assert "Kustomization flux-system/nginx: ./infrastructure/nginx at v0.5.0 renders; variables from " \
            "substituteFrom are not visible here and were not checked" in body, body
+
+
+def test_an_infrastructure_the_cluster_render_does_not_apply_is_named_as_not_rendered(flux_demo: Path, make_bot) -> None:
+    # A kustomization.yaml in the cluster directory that leaves infrastructure.yaml out: Flux does not
+    # apply the infrastructure from there, and the PR says that it was not rendered.
+    (flux_demo / "clusters/demo/kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - flux-system\n  - apps-base.yaml\n")
+    commit_all(flux_demo, "demo applies only flux-system and apps")
+    bot = make_bot(flux_demo)
+    assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+    body = bot.forge.body(1)
+    assert "not rendered: infrastructure/ at v0.4.0 (no Flux Kustomization in the render of clusters/demo applies it " \
+           "from GitRepository `infrastructure`)" in body, body
+    assert "none undefined" not in body
