@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from github import Auth
 
     from bot.config import ForgeSettings, Settings
-    from bot.cluster import FluxCluster
+    from bot.kube.client import FluxCluster
     from bot.config import SlackSettings
-    from bot.follow import ReconcileFollower
+    from bot.kube.follower import ReconcileFollower
     from bot.service import FluxBot, Response
 
 # The Kubernetes and GitHub clients (through the config, the service and the forge) are imported
@@ -52,7 +52,7 @@ def build_bot(settings: Settings) -> FluxBot:
 
 
 def _clusters(settings: Settings) -> dict[str, Any]:
-    from bot.cluster import FluxCluster
+    from bot.kube.client import FluxCluster
 
     return {name: FluxCluster(name, connection) for name, connection in settings.connections.items()}
 
@@ -158,7 +158,7 @@ def _print(bot: FluxBot, response: Response) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from bot.config import SlackSettings, load_settings
-    from bot.follow import ReconcileFollower
+    from bot.kube.follower import ReconcileFollower
     from bot.server import build_server
     from bot.slack import SlackTransport, slack_token_problem, web_client
 
@@ -310,7 +310,7 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Validate the config; with --online also try Slack, the forge and the repository."""
-    from bot.cluster import ClusterError
+    from bot.kube.client import ClusterError
     from bot.config import ConfigError, SlackSettings, load_settings
 
     rows: list[tuple[str, str, str]] = []
@@ -422,7 +422,7 @@ def _missing_access(cluster: FluxCluster) -> list[str]:
     """`verb plural` pairs the cluster's credentials may not do in its Flux namespace."""
     from kubernetes import client
 
-    from bot.cluster import ClusterError
+    from bot.kube.client import ClusterError
 
     api = client.AuthorizationV1Api(cluster.api.api_client)
     missing = []
