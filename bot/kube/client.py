@@ -64,7 +64,7 @@ class RetryPolicy:
 
 class FluxCluster:
     def __init__(self, name: str, connection: ClusterConnection, retry: RetryPolicy = RetryPolicy(),
-                 page_size: int = 500) -> None:
+                 page_size: int = 500, watch_grace: float = 15.0) -> None:
         self.name = name
         self.namespace = connection.namespace
         self._connection = connection
@@ -73,6 +73,7 @@ class FluxCluster:
         self._lock = threading.Lock()
         self.retry = retry
         self.page_size = page_size
+        self.watch_grace = watch_grace  # how long past the server's timeoutSeconds a silent watch is given
 
     # -- connection and discovery -------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class FluxCluster:
         try:
             for event in stream.stream(call, *args, resource_version=resource_version, timeout_seconds=timeout,
                                        allow_watch_bookmarks=True, label_selector=label_selector,
-                                       _request_timeout=(10, timeout + 15)):
+                                       _request_timeout=(10, timeout + self.watch_grace)):
                 kind, obj = event["type"], event["raw_object"]
                 if kind == "ERROR":
                     raise self._error(ApiException(status=obj.get("code", 500), reason=obj.get("message", "")), plural)

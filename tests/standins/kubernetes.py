@@ -418,7 +418,9 @@ class KubernetesStandIn:
                         if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_every:
                             pending_bookmark = self.version
                         else:
-                            self.changed.wait(timeout=0.05)
+                            # woken by every change, cut and error; else at the next bookmark or the end
+                            due = last_bookmark + self.bookmark_every if bookmarks else deadline
+                            self.changed.wait(timeout=max(0.01, min(due, deadline) - time.monotonic()))
                             continue
                     else:
                         pending_bookmark = 0
