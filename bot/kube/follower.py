@@ -10,7 +10,6 @@ message; other clusters keep working.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,8 +23,9 @@ from bot.kube.client import ClusterError, FluxCluster
 from bot.kube.informers import ClusterInformers, Informers
 from bot.metrics import RECONCILES
 from bot.store import Store
-from commands.model import Message, PullRequest
-from commands.pinchange import branch_name
+from commands.model import CommandError, Message, PullRequest
+from commands.pinchange import branch_name, is_newer
+from commands.rollback import rollback_target
 
 log = logging.getLogger(__name__)
 
@@ -278,22 +278,25 @@ class ReconcileFollower:
                            "budget for it",) if deadline else ()))
 
     def _rollback_button(self, follow: Follow, verdict: Verdict) -> list[dict[str, Any]] | None:
-        """Roll back to the release that ran, healthy, before: Flux's lastAppliedRevision, else
-        fluxbot's own record of the last applied follow. The button carries from/to, so a click acts
-        on what was offered and is refused if the pin moved meanwhile."""
-        target = ""
-        for revision in (verdict.running, follow.running):
-            ref = flux.revision_parts(revision)[0] if revision else ""
-            if ref and ref != follow.target.tag and self.bot.snapshot().version(ref) is not None:
-                target = ref
-                break
-        if not target:
-            row = self.store.last_applied_follow(follow.cluster)
-            target = row["tag"] if row is not None and row["tag"] != follow.target.tag else ""
+        """Roll back to an older release that ran healthy: Flux's lastAppliedRevision when it is older
+        than the failing tag, else fluxbot's record of the last applied follow, else the rollback
+        command's own choice. The value fixes from/to (`<cluster> from <tag> to <older>`), so a click
+        after the pin moved is refused, not re-planned; a rollback never moves forward."""
+        repo = self.bot.snapshot()
+        cluster = repo.cluster(follow.cluster)
+        known = [flux.revision_parts(r)[0] for r in (verdict.running, follow.running) if r]
+        row = self.store.last_applied_follow(follow.cluster)
+        known += [row["tag"]] if row is not None else []
+        target = next((t for t in known if repo.version(t) is not None and is_newer(follow.target.tag, t)), "")
+        if not target and cluster is not None:
+            try:
+                target = rollback_target(repo, cluster, follow.target.tag).tag
+            except CommandError:
+                return None  # nothing older to go back to
         if not target:
             return None
-        value = json.dumps({"cluster": follow.cluster, "from": follow.target.tag, "to": target})
-        return [{"type": "button", "action_id": "fluxbot_rollback", "value": value, "style": "danger",
+        return [{"type": "button", "action_id": "fluxbot_rollback", "style": "danger",
+                 "value": f"{follow.cluster} from {follow.target.tag} to {target}",
                  "text": {"type": "plain_text", "text": f"Roll back to {target}"}}]
 
     def _report_once(self, follow: Follow, what: str, message: Message,

@@ -239,23 +239,17 @@ def test_a_pre_release_tag_is_followed(slack_app, slack_standin, kube, example_r
     flow.informers.stop()
 
 
-def test_the_roll_back_button_after_a_failed_rollback_returns_to_the_healthy_release(flow) -> None:
+def test_the_roll_back_button_after_a_failed_rollback_goes_further_back(flow) -> None:
     flow.kube.flux.helm_fails("ingress-nginx", "ingress-nginx", 1, "context deadline exceeded")
     ts = flow.run("rollback demo")  # v0.4.0 -> v0.3.0, whose nginx upgrade fails: RetriesExceeded
     (failure,) = flow.standin.wait_for(lambda: flow.posts(ts, "Reconcile of demo to v0.3.0 failed"))
     assert "UpgradeFailed in HelmRelease ingress-nginx/ingress-nginx" in failure["text"]
-    button = next(e for b in failure["blocks"] if b["type"] == "actions" for e in b["elements"])
-    offer = json.loads(button["value"])
-    # from what the pin says now to what Flux last applied healthy (v0.4.0), not "the pin before"
-    assert (button["action_id"], offer) == ("fluxbot_rollback", {"cluster": "demo", "from": "v0.3.0", "to": "v0.4.0"})
+    (button,) = flow.buttons(ts)
+    # from/to fixed now; never forward to v0.4.0, the release just backed out of (Flux still runs it)
+    assert (button["action_id"], button["value"]) == ("fluxbot_rollback", "demo from v0.3.0 to v0.2.0")
     flow.harness.click("fluxbot_rollback", button["value"], "U_ALICE")
-    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Opened: PR #2" in t and "v0.4.0" in t])
-    assert branches(flow.repo) == ["fluxbot/promote-demo-v0.4.0"]
-    # a second click, after the pin moved on, is refused
-    flow.harness.command("pr merge 2")
-    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Merged PR #2" in t])
-    flow.harness.click("fluxbot_rollback", button["value"], "U_ALICE")
-    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Not rolling back demo: its pin moved" in t])
+    flow.standin.wait_for(lambda: [t for t in flow.texts() if "Opened: PR #2 Roll back demo to v0.2.0" in t])
+    assert branches(flow.repo) == ["fluxbot/rollback-demo-v0.2.0"]
 
 
 def test_timeout_is_a_warning(slack_app, slack_standin, kube, example_repo, tmp_path) -> None:
