@@ -162,6 +162,7 @@ def _appliers(target: Target, objects: Objects, running: str) -> Verdict:
                 return verdict
             retrying = retrying or verdict
         pending.append(_progress_line(obj, target))
+    pending += _unseen(tree, objects)
     if not pending:
         return Verdict("applied", f"applied {target.expected}" + (f" with {len(tree) - 1} child objects ready"
                                                                   if len(tree) > 1 else ""),
@@ -171,6 +172,20 @@ def _appliers(target: Target, objects: Objects, running: str) -> Verdict:
                        retrying=True, running=running)
     return Verdict("progressing", pending[0] + (f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""),
                    running=running)
+
+
+def _unseen(tree: list[dict[str, Any]], objects: Objects) -> list[str]:
+    """Flux objects a Kustomization's inventory lists that the caches have not seen yet (a new
+    HelmRelease of this release, its watch event still on the way): not applied before they are."""
+    missing = []
+    for obj in tree:
+        for entry in (((obj.get("status") or {}).get("inventory") or {}).get("entries") or []):
+            namespace, name, group, kind = (str(entry.get("id", "")).split("_") + ["", "", "", ""])[:4]
+            plural = flux.PLURAL_OF_KIND.get(kind)
+            if plural in (KUSTOMIZATIONS, HELMRELEASES) and flux.KINDS[plural][0] == group \
+                    and objects.get(plural, namespace, name) is None and plural in objects.items:
+                missing.append(f"{kind} {namespace}/{name} (applied by {flux.name_of(obj)}, not seen yet)")
+    return missing
 
 
 def _kustomization(obj: dict[str, Any], target: Target) -> tuple[bool, bool]:

@@ -187,6 +187,27 @@ class FluxCluster:
                    name, patch, what=plural)
         return stamp
 
+    def access(self, reconcile_names: tuple[str, ...]) -> list[str]:
+        """What fluxbot needs but may not do (a SelfSubjectAccessReview each), as `verb plural (names)`;
+        [] when all is allowed. The needs are the chart's Role and ClusterRole: read the Flux kinds in
+        the Flux namespace (HelmReleases cluster-wide), patch the objects it asks to reconcile."""
+        api = client.AuthorizationV1Api(self._client())
+        needs = [(verb, p, self.namespace, "") for p in (flux.GITREPOSITORIES, flux.KUSTOMIZATIONS)
+                 for verb in ("get", "list", "watch")]
+        if self.version(flux.HELMRELEASES) is not None:
+            needs += [(verb, flux.HELMRELEASES, "", "") for verb in ("get", "list", "watch")]
+        needs += [("patch", p, self.namespace, name) for p in (flux.GITREPOSITORIES, flux.KUSTOMIZATIONS)
+                  for name in reconcile_names]
+        missing: dict[str, list[str]] = {}  # "verb plural" -> the names refused ([] for the whole kind)
+        for verb, plural, namespace, name in needs:
+            review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(group=flux.KINDS[plural][0], resource=plural, verb=verb,
+                                                                namespace=namespace or None, name=name or None)))
+            answer = self._call(api.create_self_subject_access_review, review, what="access review")
+            if not answer.status.allowed:
+                missing.setdefault(f"{verb} {plural}", []).extend([name] if name else [])
+        return [what + (f" ({', '.join(names)})" if names else "") for what, names in missing.items()]
+
     # -- errors and retries ---------------------------------------------------------------------
 
     def _call(self, method: Callable[..., Any], *args: Any, what: str = "", **kwargs: Any) -> Any:

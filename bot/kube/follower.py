@@ -47,6 +47,7 @@ class Follow:
     stamp: str = ""  # the requestedAt value set on the source, to wait for lastHandledReconcileAt
     asked: tuple[str, str] = ("", "")  # that source
     asking: bool = False  # a request is in flight on the pool
+    confirmed: float = 0.0  # when "applied" was last confirmed with fresh reads
 
 
 class ReconcileFollower:
@@ -191,7 +192,7 @@ class ReconcileFollower:
                                         "object); resume it with `flux resume`, and this thread hears of the outcome")))
         else:
             self._request(follow, objects)
-        if verdict.state == "applied" and _consistent(informers, verdict):
+        if verdict.state == "applied" and (_consistent(informers, verdict) or self._confirmed(follow, objects, verdict)):
             self._applied(follow, verdict)
             return
         if verdict.state == "failed" and not verdict.retrying:
@@ -215,6 +216,27 @@ class ReconcileFollower:
                 f"{follow.cluster} has not applied {follow.target.tag} yet", tone="warning",
                 lines=(f"still {verdict.summary} after {int(now - follow.started)} s",
                        f"`/flux status {follow.cluster}` shows the live state")))
+
+    def _confirmed(self, follow: Follow, objects: Objects, verdict: Verdict) -> bool:
+        """Read the objects "applied" rests on afresh (GET is current; the caches of other kinds
+        may lag until their next event or bookmark) and judge again."""
+        now = time.monotonic()
+        if now - follow.confirmed < 1.0:
+            return False  # at most once a second per follow
+        follow.confirmed = now
+        fresh = {plural: dict(items) for plural, items in objects.items.items()}
+        try:
+            for obj in verdict.decisive:
+                plural = flux.PLURAL_OF_KIND[obj["kind"]]
+                namespace, name = flux.key_of(obj)
+                current = self.clusters[follow.cluster].get(plural, name, namespace)
+                if current is None:
+                    return False
+                fresh[plural][(namespace, name)] = current
+        except ClusterError as error:
+            log.info("confirming %s on %s: %s", follow.target.tag, follow.cluster, error)
+            return False
+        return chain.evaluate(follow.target, Objects(fresh)).state == "applied"
 
     # -- asking Flux to reconcile, the way `flux reconcile ks --with-source` does -----------------
 

@@ -144,3 +144,15 @@ def test_pre_release_tags_and_dashed_clusters() -> None:
     assert tag_of(pr) == "v1.0.0-rc.1"
     assert tag_of(PullRequest(2, "t", "u", "fluxbot/rollback-demo-v0.3.0", "demo", "rollback")) == "v0.3.0"
     assert flux.revision_parts(NEW) == ("v0.4.0-rc.1", "aaa")
+
+
+def test_an_object_in_an_inventory_that_the_caches_have_not_seen_is_not_applied_yet() -> None:
+    nginx = ks("nginx", "infrastructure", timeout="3m", dependsOn=[{"name": "eso"}])
+    nginx["status"]["inventory"] = {"entries": [
+        {"id": "ingress-nginx_ingress-nginx_helm.toolkit.fluxcd.io_HelmRelease", "v": "v2"},
+        {"id": "ingress-nginx_cert-manager_helm.toolkit.fluxcd.io_HelmRelease", "v": "v2"},  # new in this release
+        {"id": "ingress-nginx__Namespace", "v": "v1"}]}
+    verdict = evaluate(TARGET, cluster(**{"kustomizations/nginx": nginx}))
+    assert verdict.state == "progressing" and "HelmRelease ingress-nginx/cert-manager" in verdict.summary
+    nginx["status"]["inventory"]["entries"].pop(1)
+    assert evaluate(TARGET, cluster(**{"kustomizations/nginx": nginx})).state == "applied"

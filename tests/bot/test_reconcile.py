@@ -367,3 +367,30 @@ def test_fifty_clusters_followed_at_once_use_bounded_threads(example_repo: Path,
     finally:
         follower.stop()
         informers.stop()
+
+
+def test_check_config_online_checks_the_access_fluxbot_needs(example_repo: Path, kube, tmp_path, slack_standin) -> None:
+    import os
+    import subprocess
+    import sys
+
+    boot(kube, example_repo)
+    kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(f"repo: {example_repo}\nstate_dir: {tmp_path / 'state'}\npermissions:\n  rules:\n"
+                      "    - actions: [promote]\n      users: [U1]\n"
+                      f"clusters:\n  demo:\n    kubeconfig: {kubeconfig}\n    context: standin\n")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(config), "--online"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SLACK_BOT_TOKEN": "xoxb-test",
+                                   "FLUXBOT_SLACK_API_URL": slack_standin.api_url})
+
+    run = check()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "✓ cluster demo access" in run.stdout and "patch flux-system, infrastructure" in run.stdout
+    kube.denied |= {("patch", KS, "infrastructure"), ("watch", HR)}  # RBAC with resourceNames: one object only
+    run = check()
+    assert run.returncode == 1
+    assert "may not watch helmreleases, patch kustomizations (infrastructure)" in run.stdout

@@ -77,6 +77,7 @@ class KubernetesStandIn:
         self.changed = threading.Condition()
         self.down = False
         self.faults: list[Fault] = []
+        self.denied: set[tuple[str, ...]] = set()  # RBAC: (verb, resource) or (verb, resource, name)
         self._cuts = 0  # disconnect_watches() generation
         self._stalled = threading.Event()
         self._signals: list[dict[str, Any]] = []  # (seq, event) pushed into open watches
@@ -254,6 +255,8 @@ class KubernetesStandIn:
         if self._fault(handler, url.path, watching):
             return
         parts = url.path.strip("/").split("/")
+        if parts == ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] and handler.command == "POST":
+            return self._review(handler)
         if parts == ["apis"]:
             return send_json(handler, 200, self._groups())
         if len(parts) == 3 and parts[0] == "apis":
@@ -291,6 +294,15 @@ class KubernetesStandIn:
         send_json(handler, fault.status, _status(fault.status, reasons.get(fault.status, "InternalError"), message),
                   headers={"Retry-After": fault.retry_after} if fault.retry_after else None)
         return True
+
+    def _review(self, handler: BaseHTTPRequestHandler) -> None:
+        """SelfSubjectAccessReview (authorization.k8s.io/v1): allowed unless listed in `denied` as
+        (verb, resource) or (verb, resource, name)."""
+        review = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length") or 0)) or b"{}")
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        verb, resource, name = attributes.get("verb"), attributes.get("resource"), attributes.get("name")
+        allowed = (verb, resource) not in self.denied and (verb, resource, name) not in self.denied
+        send_json(handler, 201, {**review, "status": {"allowed": allowed}})
 
     def _served(self, plural: str) -> tuple[str, ...]:
         return self.helm_versions if plural == flux.HELMRELEASES else flux.KINDS[plural][2][:1]
@@ -496,7 +508,7 @@ def _handler(standin: KubernetesStandIn) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802
             standin.handle(self)
 
-        do_PATCH = do_DELETE = do_GET
+        do_PATCH = do_DELETE = do_POST = do_GET
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -816,6 +828,10 @@ class FluxSimulation:
                 _set(status, flux.RECONCILING, "True", flux.PROGRESSING, message)
                 return self.seconds("2s", "2s")  # poll the health checks again soon
         self._health_since.pop(key, None)
+        # api/v1/inventory_types.go: every applied object as '<namespace>_<name>_<group>_<kind>'
+        status["inventory"] = {"entries": [
+            {"id": f"{a['metadata']['namespace']}_{a['metadata']['name']}_{a['apiVersion'].split('/')[0]}_{a['kind']}",
+             "v": a["apiVersion"].split("/")[1]} for a in applied]}
         status["lastAppliedRevision"] = revision
         status["observedGeneration"] = meta["generation"]
         _drop(status, flux.RECONCILING, flux.STALLED)
