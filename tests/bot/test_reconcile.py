@@ -394,3 +394,20 @@ def test_check_config_online_checks_the_access_fluxbot_needs(example_repo: Path,
     run = check()
     assert run.returncode == 1
     assert "may not watch helmreleases, patch kustomizations (infrastructure)" in run.stdout
+
+
+@pytest.mark.parametrize("helm", [("v2beta2",), ()], ids=["helmrelease-v2beta2", "no-helm-controller"])
+def test_api_versions_are_discovered(helm, slack_app, slack_standin, example_repo, tmp_path) -> None:
+    from tests.standins.kubernetes import KubernetesStandIn
+
+    kube = KubernetesStandIn(helm_versions=helm)
+    try:
+        boot(kube, example_repo)
+        flow = Flow(slack_app, slack_standin, kube, example_repo, tmp_path)
+        ts = flow.run("rollback demo")
+        flow.wait_thread(ts, "demo runs v0.3.0")
+        served = flow.informers.of("demo").informers
+        assert (HR in served) == bool(helm)
+        flow.informers.stop()
+    finally:
+        kube.stop()
