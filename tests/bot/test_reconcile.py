@@ -303,6 +303,8 @@ def test_reconcile_command_walks_the_chain_and_status_shows_only_it(example_repo
     kube.patch(KS, "flux-system", "nginx", {"metadata": {"annotations": {flux.REQUESTED_AT: "now"}}})
     kube.flux.wait_until(lambda: flux.is_true(kube.get(KS, "nginx"), flux.STALLED))
     kube.flux.wait_until(lambda: flux.ready(kube.get(KS, "unrelated-ks"))[0] == "False")
+    cached = lambda name: bot.kube().of("demo").snapshot().get(KS, "flux-system", name)  # noqa: E731
+    kube.flux.wait_until(lambda: flux.is_true(cached("nginx"), flux.STALLED) and cached("unrelated-ks") is not None)
     status = "\n".join(to_text(m) for m in bot.handle("status demo", "alice"))
     assert f"Applied:        {revision(example_repo, 'v0.4.0')}" in status
     assert "not ready: Kustomization flux-system/nginx: BuildFailed kustomize build failed: x" in status
