@@ -139,3 +139,14 @@ def test_a_silent_watch_ends_at_the_client_side_timeout_and_the_informer_goes_on
     finally:
         informer.stop()
         kube.stall_watches(False)
+
+
+def test_an_error_event_ends_the_watch_with_its_status(kube, tmp_path) -> None:
+    kube.apply(KS, ks("a"))
+    client = cluster(kube, tmp_path)
+    events = client.watch(KS, "0", timeout=5)
+    assert next(events)[0] == "ADDED"
+    kube.watch_error(500, "etcdserver: request timed out")
+    with pytest.raises(ClusterError) as raised:
+        next(events)
+    assert raised.value.status == 500 and raised.value.transient

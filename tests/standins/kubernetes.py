@@ -887,6 +887,19 @@ class FluxSimulation:
                 _drop(status, flux.RECONCILING)
                 return float("inf")
             _set(status, flux.RECONCILING, "True", flux.PROGRESSING_WITH_RETRY, message)
+            good = next((h for h in history[1:] if h.get("status") in (flux.DEPLOYED, flux.SUPERSEDED)), None)
+            strategy = ((spec.get(action) or {}).get("remediation") or {}).get("strategy", "rollback")
+            if action == "upgrade" and good is not None and strategy == "rollback":
+                # remediation: Helm rolls back to the last good release (a new release version)
+                for old in history:
+                    if old.get("status") == flux.DEPLOYED:
+                        old["status"] = flux.SUPERSEDED
+                history[0]["status"] = flux.SUPERSEDED if history[0]["status"] == flux.DEPLOYED else history[0]["status"]
+                history.insert(0, {**good, "status": flux.DEPLOYED, "version": history[0]["version"] + 1,
+                                   "lastDeployed": _now()})
+                _set(status, flux.REMEDIATED, "True", flux.ROLLBACK_SUCCEEDED,
+                     f"Helm rollback to previous release {meta['namespace']}/{meta['name']}.v{good['version']} "
+                     f"with chart {good['chartName']}@{good['chartVersion']} succeeded")
             return self.seconds("1m", "1m")
         for old in history:
             if old.get("status") == flux.DEPLOYED:
@@ -898,7 +911,7 @@ class FluxSimulation:
         verb = "Upgrade" if action == "upgrade" else "Install"
         message = (f"Helm {action} succeeded for release {meta['namespace']}/{meta['name']}.v{snapshot['version']} "
                    f"with chart {chart['chart']}@{version}")
-        _drop(status, flux.RECONCILING, flux.STALLED)
+        _drop(status, flux.RECONCILING, flux.STALLED, flux.REMEDIATED)
         _set(status, flux.RELEASED, "True", f"{verb}Succeeded", message)
         _set(status, flux.READY, "True", f"{verb}Succeeded", message)
         status["observedGeneration"] = meta["generation"]
