@@ -312,10 +312,15 @@ def test_reconcile_command_walks_the_chain_and_status_shows_only_it(example_repo
     assert "unrelated-ks" not in status
     assert "no connection to cluster `prod-eu`" in "\n".join(to_text(m) for m in bot.handle("reconcile prod-eu", "alice"))
     (tmp_path / "dead").write_text((tmp_path / "kubeconfig-demo").read_text().replace(kube.url, "http://127.0.0.1:9"))
+    first = bot.kube()
     bot.clusters = {"demo": FluxCluster("demo", ClusterConnection(kubeconfig=str(tmp_path / "dead"), context="standin"),
                                         retry=FAST)}
-    assert "Live:           unavailable: cluster `demo` is unreachable" in "\n".join(
-        to_text(m) for m in bot.handle("status demo", "alice"))
+    try:
+        assert "Live:           unavailable: cluster `demo` is unreachable" in "\n".join(
+            to_text(m) for m in bot.handle("status demo", "alice"))
+    finally:
+        bot.kube().stop()
+        first.stop()
 
 
 def test_release_waits_for_the_test_cluster_to_apply_main(example_repo: Path, make_bot, kube, tmp_path) -> None:
@@ -336,6 +341,7 @@ def test_release_waits_for_the_test_cluster_to_apply_main(example_repo: Path, ma
     kube.patch(KS, "flux-system", "nginx", {"metadata": {"annotations": {flux.REQUESTED_AT: "fixed"}}})
     kube.flux.wait_until(lambda: kube.flux.applied(f"main@sha1:{head}"))
     assert "Opened: PR #1 Release v0.5.0" in "\n".join(to_text(m) for m in bot.handle("release v0.5.0", "alice"))
+    bot.kube().stop()
 
 
 def test_fifty_clusters_followed_at_once_use_bounded_threads(example_repo: Path, make_bot, kube, tmp_path) -> None:

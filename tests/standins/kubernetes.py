@@ -795,8 +795,10 @@ class FluxSimulation:
         if script is not None:
             _set(status, flux.READY, "False", script.reason, script.message)
             if script.stalled:
+                # terminal: no requeue until the spec changes or a reconcile is requested
                 _set(status, flux.STALLED, "True", script.reason, script.message)
                 _drop(status, flux.RECONCILING)
+                return float("inf")
             else:
                 _set(status, flux.RECONCILING, "True", flux.PROGRESSING_WITH_RETRY,
                      f"Detecting drift for revision {revision} with a timeout of {spec.get('timeout', '5m')}")
