@@ -196,7 +196,9 @@ class ReconcileFollower:
             self._applied(follow, verdict)
             return
         if verdict.state == "failed" and not verdict.retrying:
-            self._report_once(follow, "failed", self._failure(follow, verdict), self._rollback_button(follow, verdict))
+            if follow.reported != "failed":  # the button reads the repo: only when it is posted
+                self._report_once(follow, "failed", self._failure(follow, verdict),
+                                  self._rollback_button(follow, verdict))
         elif verdict.retrying:
             self._report_once(follow, "retrying", Message(
                 f"Flux is retrying {follow.target.tag} on {follow.cluster}", tone="info",

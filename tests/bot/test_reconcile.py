@@ -355,7 +355,7 @@ def test_fifty_clusters_followed_at_once_use_bounded_threads(example_repo: Path,
         def post(self, *args, **kwargs) -> None:
             pass
 
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())  # the threads themselves: idents of finished threads are reused
     follower = ReconcileFollower(bot, bot.store, bot.clusters, Quiet(), timeout=60, informers=informers, tick=0.05)
     expected = revision(example_repo, "v0.3.0")  # never applied: the follows stay open
     for name in names:
@@ -364,7 +364,7 @@ def test_fifty_clusters_followed_at_once_use_bounded_threads(example_repo: Path,
     follower.resume()
     kube.flux.wait_until(lambda: kube.open_watches >= 3 * len(names), timeout=60)
     # the stand-in's server threads are not ours
-    ours = [t for t in threading.enumerate() if t.ident not in before and "process_request" not in t.name]
+    ours = [t for t in threading.enumerate() if t not in before and "process_request" not in t.name]
     try:
         # one informer per cluster and kind, one dispatcher, a small request pool; not a thread per
         # follow and kind
