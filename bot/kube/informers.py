@@ -77,6 +77,8 @@ class Informer:
                 version = ""  # relist: the list replaces the cache, so deletions in between are seen
                 self.relists += 1
             except ClusterError as error:
+                if self._stop.is_set():
+                    return  # stopped while a call was failing: nothing to report
                 failures += 1
                 self.error = str(error)
                 wait = max(error.retry_after, min(self._longest, self._backoff * 2 ** min(failures, 10)))

@@ -52,7 +52,7 @@ class Flow:
         self.bot = self.harness.transport.bot
         self.standin, self.kube, self.repo = slack_standin, kube, example_repo
         self.bot.clusters = {"demo": connect(kube, tmp_path)}
-        self.informers = self.bot.informers = Informers(self.bot.clusters, watch_timeout=5, backoff=0.05, longest=0.3)
+        self.informers = self.bot.informers = Informers(self.bot.clusters, watch_timeout=2, backoff=0.05, longest=0.3)
         self.follower = ReconcileFollower(self.bot, self.bot.store, self.bot.clusters, self.harness.transport,
                                           timeout=timeout, informers=self.informers, tick=0.05)
         self.bot.merge_hooks.append(self.push)  # the cluster's git remote has the merge first
@@ -349,7 +349,7 @@ def test_fifty_clusters_followed_at_once_use_bounded_threads(example_repo: Path,
     bot = make_bot(example_repo)
     names = [f"c{i:02}" for i in range(50)]
     bot.clusters = {name: connect(kube, tmp_path, name) for name in names}
-    informers = Informers(bot.clusters, watch_timeout=5)
+    informers = Informers(bot.clusters, watch_timeout=1)  # stopped threads end within a second
 
     class Quiet:
         def post(self, *args, **kwargs) -> None:
