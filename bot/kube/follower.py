@@ -21,7 +21,7 @@ from bot.kube import chain, flux
 from bot.kube.chain import Objects, Target, Verdict
 from bot.kube.client import ClusterError, FluxCluster
 from bot.kube.informers import ClusterInformers, Informers
-from bot.metrics import RECONCILES
+from bot.metrics import RECONCILE_SECONDS, RECONCILES
 from bot.store import Store
 from commands.model import CommandError, Message, PullRequest
 from commands.pinchange import branch_name, is_newer
@@ -209,11 +209,11 @@ class ReconcileFollower:
         if follow.reported == "failed":
             self._finish(follow, "failed", None)
         elif verdict.retrying or verdict.state == "failed":
-            RECONCILES.labels(outcome="failed").inc()
+            self._count(follow, "failed")
             self._finish(follow, "failed", self._failure(follow, verdict, deadline=True),
                          self._rollback_button(follow, verdict))
         else:
-            RECONCILES.labels(outcome="timeout").inc()
+            self._count(follow, "timeout")
             self._finish(follow, "timeout", Message(
                 f"{follow.cluster} has not applied {follow.target.tag} yet", tone="warning",
                 lines=(f"still {verdict.summary} after {int(now - follow.started)} s",
@@ -284,7 +284,7 @@ class ReconcileFollower:
 
     def _applied(self, follow: Follow, verdict: Verdict) -> None:
         took = int(self.clock() - follow.started)
-        RECONCILES.labels(outcome="applied").inc()
+        self._count(follow, "applied")
         recovered = follow.reported == "failed"
         self._finish(follow, "applied", Message(
             f"{follow.cluster} runs {follow.target.tag}" + (": recovered" if recovered else ""), tone="success",
@@ -330,8 +330,12 @@ class ReconcileFollower:
         follow.reported = what
         self.store.update_follow(follow.id, reported=what)
         if what == "failed":
-            RECONCILES.labels(outcome="failed").inc()
+            self._count(follow, "failed")
         self._post(follow, message, actions)
+
+    def _count(self, follow: Follow, outcome: str) -> None:
+        RECONCILES.labels(outcome=outcome).inc()
+        RECONCILE_SECONDS.labels(outcome=outcome).observe(self.clock() - follow.started)
 
     def _post(self, follow: Follow, message: Message, actions: list[dict[str, Any]] | None = None) -> None:
         self.notifier.post(follow.channel, message, follow.thread_ts, actions=actions)

@@ -101,6 +101,12 @@ def flow(slack_app, slack_standin, kube, example_repo, tmp_path):
 
 
 def test_merge_is_applied_through_the_whole_chain(flow) -> None:
+    from bot.metrics import REGISTRY
+
+    def applied() -> float:
+        return REGISTRY.get_sample_value("fluxbot_reconcile_duration_seconds_count", {"outcome": "applied"}) or 0.0
+
+    before = applied()
     ts = flow.run("rollback demo")
     success = flow.wait_thread(ts, "demo runs v0.3.0")
     assert f"Flux applied `{revision(flow.repo, 'v0.3.0')}`" in success
@@ -113,6 +119,7 @@ def test_merge_is_applied_through_the_whole_chain(flow) -> None:
     assert flow.kube.flux.applied(revision(flow.repo, "v0.3.0"))
     flow.follower.wait()
     assert len(flow.posts(ts, "runs v0.3.0")) == 1 and flow.bot.store.open_follows() == []
+    assert applied() == before + 1  # the reconcile's duration is observed once
 
 
 def test_a_stale_failure_from_before_the_change_is_not_this_changes_failure(flow) -> None:
@@ -393,7 +400,8 @@ def test_check_config_online_checks_the_access_fluxbot_needs(example_repo: Path,
     def check() -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(config), "--online"],
                               capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "SLACK_BOT_TOKEN": "xoxb-test",
+                              env={**os.environ, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_APP_TOKEN": "",
+                                   "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99edc7f285a5",
                                    "FLUXBOT_SLACK_API_URL": slack_standin.api_url})
 
     run = check()
