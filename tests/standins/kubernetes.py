@@ -285,6 +285,8 @@ class KubernetesStandIn:
                     break
             else:
                 return False
+        # read the body first: left on a keep-alive connection, it would be parsed as the next request
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         reasons = {401: "Unauthorized", 403: "Forbidden", 429: "TooManyRequests", 500: "InternalError",
                    503: "ServiceUnavailable", 504: "Timeout"}
         message = {401: "Unauthorized",
