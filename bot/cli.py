@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from github import Auth
 
     from bot.config import ForgeSettings, Settings
-    from bot.cluster import FluxCluster
+    from bot.kube.client import FluxCluster
     from bot.config import SlackSettings
-    from bot.follow import ReconcileFollower
+    from bot.kube.follower import ReconcileFollower
     from bot.service import FluxBot, Response
 
 # The Kubernetes and GitHub clients (through the config, the service and the forge) are imported
@@ -83,7 +83,7 @@ def build_bot(settings: Settings) -> FluxBot:
 
 
 def _clusters(settings: Settings) -> dict[str, Any]:
-    from bot.cluster import FluxCluster
+    from bot.kube.client import FluxCluster
 
     return {name: FluxCluster(name, connection) for name, connection in settings.connections.items()}
 
@@ -187,7 +187,7 @@ def _print(bot: FluxBot, response: Response) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from bot.config import SlackSettings, load_settings
-    from bot.follow import ReconcileFollower
+    from bot.kube.follower import ReconcileFollower
     from bot.server import build_server
     from bot.slack import SlackTransport, slack_token_problem, web_client
 
@@ -340,7 +340,7 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Validate the config; with --online also try Slack, the forge and the repository."""
-    from bot.cluster import ClusterError
+    from bot.kube.client import ClusterError
     from bot.config import ConfigError, SlackSettings, load_settings
 
     rows: list[tuple[str, str, str]] = []
@@ -357,6 +357,7 @@ def _check_config(args: argparse.Namespace) -> int:
     if args.online:
         rows += _slack_rows(SlackSettings.from_env(), settings.gate.change_channel)
         rows += _webhook_rows(settings)
+        bot: FluxBot | None = None
         try:
             bot = build_bot(settings)
             bot.snapshot().cluster_names  # clone/fetch and read the repo
@@ -369,10 +370,12 @@ def _check_config(args: argparse.Namespace) -> int:
             try:
                 items, _ = cluster.list("kustomizations")
                 rows.append((f"cluster {name}", "ok", f"{len(items)} Kustomizations in {cluster.namespace}"))
-                missing = _missing_access(cluster)
+                names = _reconcile_names(bot, name)
+                missing = cluster.access(names)
                 rows.append((f"cluster {name} access", "fail" if missing else "ok",
-                             f"the service account may not {', '.join(missing)}: apply the chart's ClusterRole there"
-                             if missing else "get, list, watch and patch on the Flux kinds fluxbot uses"))
+                             f"the service account may not {', '.join(missing)}: apply the chart's Role and "
+                             "ClusterRole there" if missing else
+                             f"get, list, watch the Flux kinds; patch {', '.join(names)} to ask for a reconcile"))
             except ClusterError as error:
                 rows.append((f"cluster {name}", "fail", str(error)))
         if not settings.connections:
@@ -446,36 +449,6 @@ def _webhook_rows(settings: Settings) -> list[Row]:
     return [("github webhook secret", "warn", "GITHUB_WEBHOOK_SECRET is not set: no /github/webhook, no change gate")]
 
 
-# What fluxbot does on a cluster (bot/cluster.py, bot/follow.py): read and watch the Flux kinds,
-# patch the two it asks to reconcile. Checked with SelfSubjectAccessReview.
-_ACCESS = [(verb, group, plural) for group, plural in (("source.toolkit.fluxcd.io", "gitrepositories"),
-                                                       ("kustomize.toolkit.fluxcd.io", "kustomizations"),
-                                                       ("helm.toolkit.fluxcd.io", "helmreleases"))
-           for verb in ("get", "list", "watch")] + [
-    ("patch", "source.toolkit.fluxcd.io", "gitrepositories"), ("patch", "kustomize.toolkit.fluxcd.io", "kustomizations")]
-
-
-def _missing_access(cluster: FluxCluster) -> list[str]:
-    """`verb plural` pairs the cluster's credentials may not do in its Flux namespace."""
-    from kubernetes import client
-
-    from bot.cluster import ClusterError
-
-    api = client.AuthorizationV1Api(cluster.api.api_client)
-    missing = []
-    for verb, group, plural in _ACCESS:
-        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=plural,
-                                                            namespace=cluster.namespace)))
-        try:
-            allowed = api.create_self_subject_access_review(review).status.allowed
-        except Exception as error:  # the API's own refusal to answer is a finding too
-            raise ClusterError(f"cannot ask the API server what fluxbot may do: {error.__class__.__name__}") from None
-        if not allowed:
-            missing.append(f"{verb} {plural}")
-    return missing
-
-
 def _check(args: argparse.Namespace) -> int:
     """`fluxbot check`: the PR check (#18) of base..head of a repo on disk, for any CI."""
     import hashlib
@@ -509,6 +482,17 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(to_text(result))
     return 1 if result.failed else 0
+
+
+def _reconcile_names(bot: FluxBot | None, cluster: str) -> tuple[str, ...]:
+    """The objects fluxbot annotates on a cluster: flux-system, the infrastructure source and Kustomization."""
+    try:
+        found = bot.snapshot().cluster(cluster) if bot is not None else None
+    except Exception:  # the repo is unreadable: that is reported on its own row
+        found = None
+    names = ["flux-system", found.backref.name if found and found.backref else "infrastructure",
+             (found.kustomization if found else "") or "infrastructure"]
+    return tuple(dict.fromkeys(names))
 
 
 def _example_path() -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from bot import schema
-from bot.cluster import ClusterConnection
+from bot.kube.client import ClusterConnection
 from bot.store import Retention
 from commands.gate import GatePolicy
 from commands.layout import Layout

@@ -17,7 +17,10 @@ from datetime import date
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from bot.cluster import ClusterError
+from bot.kube import live
+from bot.kube.chain import Target
+from bot.kube.client import ClusterError
+from bot.kube.informers import Informers
 from bot.failpoints import failpoint
 from bot.metrics import COMMAND_SECONDS, COMMANDS, JOURNAL_GIVEN_UP, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
@@ -81,6 +84,7 @@ class FluxBot:
     # Set by the change gate: why PR n may not merge now ('' when it may) and the head commit to merge.
     merge_guard: Callable[[int], tuple[str, str]] | None = None
     layout: Layout = field(default_factory=Layout)
+    informers: Informers | None = None  # made from `clusters` on first use (see `kube()`)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -350,29 +354,33 @@ class FluxBot:
         if cluster is None:
             raise CommandError(f"fluxbot has no connection to cluster `{action.cluster}`",
                                f"configure `clusters.{action.cluster}.context` (or `in_cluster: true`) in fluxbot.yaml")
-        repo_cluster = self.snapshot().cluster(action.cluster)
-        source = repo_cluster.backref.name if repo_cluster and repo_cluster.backref else "infrastructure"
-        kustomization = (repo_cluster.kustomization if repo_cluster else "") or "infrastructure"
+        target = self._chain_target(action.cluster)
         try:
-            stamp = cluster.request_reconcile(source, kustomization)
-        except ClusterError as error:
+            lines = live.reconcile_now(self.kube(), cluster, target)
+        except (ClusterError, live.NotReachable) as error:
             raise CommandError(str(error), "nothing was changed on the cluster") from None
-        return Message(f"Asked Flux on {action.cluster} to reconcile", tone="success",
-                       lines=(f"GitRepository `{source}` and Kustomization `{kustomization}` annotated at {stamp}",))
+        return Message(f"Asked Flux on {action.cluster} to reconcile", tone="success", lines=tuple(lines))
+
+    def kube(self) -> Informers:
+        """The informers shared by `status`, the release gate and the follower (one per cluster and kind)."""
+        with self._locks_guard:
+            if self.informers is None or self.informers.clusters is not self.clusters:
+                self.informers = Informers(self.clusters)
+            return self.informers
+
+    def _chain_target(self, name: str) -> Target:
+        repo_cluster = self.snapshot().cluster(name)
+        source = repo_cluster.backref.name if repo_cluster and repo_cluster.backref else "infrastructure"
+        pin = repo_cluster.pin if repo_cluster else None
+        return Target(self.clusters[name].namespace, source, (repo_cluster.kustomization if repo_cluster else "")
+                      or "infrastructure", pin.value if pin is not None and pin.kind == "tag" else "", "")
 
     def live(self, name: str) -> dict[str, Any] | None:
-        """The cluster's Flux objects for `status`, or {'error': ...}; None without a connection."""
-        cluster = self.clusters.get(name)
-        repo_cluster = self.snapshot().cluster(name) if cluster is not None else None
-        if cluster is None or repo_cluster is None:
+        """The cluster's infrastructure chain for `status` and the release gate, or {'error': ...};
+        None without a connection."""
+        if name not in self.clusters or self.snapshot().cluster(name) is None:
             return None
-        try:
-            kustomization = cluster.get("kustomizations", repo_cluster.kustomization or "infrastructure")
-            children, _ = cluster.list("kustomizations")
-            releases, _ = cluster.list("helmreleases", all_namespaces=True)
-        except ClusterError as error:
-            return {"error": str(error)}
-        return {"kustomization": kustomization, "children": children + releases}
+        return live.summary(self.kube(), name, self._chain_target(name))
 
     def _act_on_pr(self, action: PrAction, user: str) -> Message:
         if action.action == "merge":

@@ -131,8 +131,11 @@ CREATE TABLE IF NOT EXISTS follows (
     channel TEXT NOT NULL,
     thread_ts TEXT NOT NULL,
     started REAL NOT NULL,
-    requested INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'following'
+    requested INTEGER NOT NULL DEFAULT 0,  -- 1: the source was asked to reconcile, 2: the Kustomization too
+    state TEXT NOT NULL DEFAULT 'following',
+    merge TEXT NOT NULL DEFAULT '',  -- the merge commit the owner Kustomization must apply
+    running TEXT NOT NULL DEFAULT '',  -- the revision Flux had applied when the follow began
+    reported TEXT NOT NULL DEFAULT ''  -- a verdict already posted (failed, suspended) while it goes on
 );
 -- chat posts not yet taken by Slack, in order: an answer is rendered once, then every message of it
 -- is delivered exactly once (a retry resumes at the first one missing, it never re-runs the request)
@@ -194,7 +197,10 @@ class Store:
                  "gates": {"base": "TEXT NOT NULL DEFAULT ''", "reported": "INTEGER NOT NULL DEFAULT 0"},
                  # a thread whose PR merged or closed (and was told so) is left out of catch-up
                  "threads": {"settled": "INTEGER NOT NULL DEFAULT 0"},
-                 "audit": {"clusters": "TEXT NOT NULL DEFAULT ''"}}
+                 "audit": {"clusters": "TEXT NOT NULL DEFAULT ''"},
+                 # a follow's merge commit, what Flux ran when it began, a verdict already posted
+                 "follows": {"merge": "TEXT NOT NULL DEFAULT ''", "running": "TEXT NOT NULL DEFAULT ''",
+                             "reported": "TEXT NOT NULL DEFAULT ''"}}
         with self.transaction() as db:
             for table, columns in added.items():
                 present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -412,12 +418,26 @@ class Store:
         return due, abandoned
 
     def add_follow(self, cluster: str, expected: str, tag: str, source: str, kustomization: str,
-                   channel: str, thread_ts: str, started: float) -> int:
+                   channel: str, thread_ts: str, started: float, merge: str = "") -> int:
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO follows (cluster, expected, tag, source, kustomization, channel, thread_ts, started)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (cluster, expected, tag, source, kustomization, channel, thread_ts, started))
+                "INSERT INTO follows (cluster, expected, tag, source, kustomization, channel, thread_ts, started, merge)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cluster, expected, tag, source, kustomization, channel, thread_ts, started, merge))
             return int(cursor.lastrowid or 0)
+
+    def update_follow(self, follow_id: int, **fields: Any) -> None:
+        """Record a follow's progress (`requested`, `running`, `reported`)."""
+        allowed = {"requested", "running", "reported"}
+        assert set(fields) <= allowed, set(fields) - allowed
+        with self.transaction() as db:
+            for column, value in fields.items():
+                db.execute(f"UPDATE follows SET {column} = ? WHERE id = ?", (value, follow_id))
+
+    def last_applied_follow(self, cluster: str) -> sqlite3.Row | None:
+        """The newest follow that ended with Flux having applied its tag on `cluster`."""
+        rows = self.query("SELECT * FROM follows WHERE cluster = ? AND state = 'applied' ORDER BY id DESC LIMIT 1", cluster)
+        return rows[0] if rows else None
 
     def follow(self, follow_id: int) -> sqlite3.Row:
         return self.query("SELECT * FROM follows WHERE id = ?", follow_id)[0]

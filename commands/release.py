@@ -11,7 +11,6 @@ from commands.args import check_name
 from commands.changelog import looks_semantic_release, normalise
 from commands.context import CommandSpec, Context
 from commands.model import ChangePlan, CommandError, FileEdit
-from commands.reconcile import name_of, ready
 from commands.repo import parse_version
 
 _UNRELEASED_HEADING = re.compile(r"^##\s+\[?unreleased\]?[^\r\n]*", re.I | re.M)
@@ -92,11 +91,23 @@ def _require_green(ctx: Context) -> None:
         reason = (live or {}).get("error", f"fluxbot has no connection to `{test}`")
         raise CommandError(f"cannot confirm that `{test}` reconciles main cleanly: {reason}",
                            "releases wait for a green test cluster (`release.require_green_cluster`)")
-    status, reason, message = ready(live.get("kustomization") or {})
-    failing = [name_of(c) for c in live.get("children", []) if ready(c)[0] == "False"]
-    if status != "True" or failing:
-        raise CommandError(f"`{test}` is not green: {reason or 'not Ready'} {message}".strip()
-                           + (f"; failing: {', '.join(failing)}" if failing else ""),
+    if live.get("missing"):
+        raise CommandError(f"`{test}` has no infrastructure Kustomization on the cluster",
+                           "releases wait for a green test cluster (`release.require_green_cluster`)")
+    # Green means: the test cluster applied what is being released (main's head), not just Ready.
+    cluster = ctx.repo.cluster(test)
+    pin = cluster.pin if cluster is not None else None
+    if pin is None or pin.kind != "branch":
+        raise CommandError(f"`{test}` does not track a branch (pin: {pin or 'unknown'}), so it cannot show that "
+                           "what is released works", "point `release.require_green_cluster` at the cluster tracking main")
+    expected = f"{pin.value}@sha1:{ctx.repo.head}"
+    if live["applied"] != expected:
+        raise CommandError(f"`{test}` has not applied `{expected}` yet (applied: {live['applied'] or 'nothing'})",
+                           "wait for Flux to reconcile main there (`reconcile " + test + "` asks it now)")
+    if not live["current"] or live["problems"]:
+        raise CommandError(f"`{test}` is not green: {live['reason'] or 'not Ready'} {live['message']}".strip()
+                           + (f"; failing: {', '.join(p.split(':')[0] for p in live['problems'])}"
+                              if live["problems"] else ""),
                            "fix main on the test cluster first; releases wait for it")
 
 

@@ -9,7 +9,6 @@ from commands.context import CommandSpec, Context
 from commands.freeze import ALL
 from commands.words import count
 from commands.model import Cluster, Link, Message
-from commands.reconcile import name_of, ready
 from commands.repo import RepoSnapshot, parse_version
 
 
@@ -105,22 +104,19 @@ def _live(ctx: Context, name: str, fields: list[tuple[str, str]]) -> tuple[str, 
     if "error" in live:
         fields.append(("Live", f"unavailable: {live['error']}"))
         return ()
-    kustomization = live.get("kustomization")
-    if kustomization is None:
+    if live.get("missing"):
         fields.append(("Live", "the infrastructure Kustomization is not on the cluster"))
         return ()
-    status, reason, message = ready(kustomization)
-    st = kustomization.get("status") or {}
+    status, reason = live["ready"], live["reason"]
     fields += [
         ("Ready", f"{status}" + (f" ({reason})" if reason else "")),
-        ("Applied", st.get("lastAppliedRevision", "?")),
-        ("Attempted", st.get("lastAttemptedRevision", "?")),
-        ("Suspended", "yes" if (kustomization.get("spec") or {}).get("suspend") else "no"),
+        ("Applied", live["applied"] or "?"),
+        ("Attempted", live["attempted"] or "?"),
+        ("Suspended", "yes" if live["suspended"] else "no"),
     ]
-    not_ready = [f"{name_of(c)}: {ready(c)[1]} {ready(c)[2]}".strip() for c in live.get("children", [])
-                 if ready(c)[0] != "True"]
-    return ((f"infrastructure: {message}",) if status != "True" and message else ()) + tuple(
-        f"not ready: {line}" for line in not_ready)
+    # Only the objects that carry the infrastructure (the chain), not every object on the cluster.
+    return ((f"infrastructure: {live['message']}",) if status != "True" and live["message"] else ()) + tuple(
+        f"not ready: {line}" for line in live["problems"])
 
 
 SPEC = CommandSpec(
