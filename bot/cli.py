@@ -188,7 +188,7 @@ def _print(bot: FluxBot, response: Response) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from bot.config import SlackSettings, load_settings
     from bot.kube.follower import ReconcileFollower
-    from bot.server import build_server
+    from bot.server import build_server, stop_server
     from bot.slack import SlackTransport, slack_token_problem, web_client
 
     settings = load_settings(args.config)
@@ -232,7 +232,8 @@ def _serve(args: argparse.Namespace) -> int:
     # Claimed before listening (so a new request is not replayed as well), replayed after: the
     # listener and the probes answer while the journal is worked off.
     claimed = bot.claim(everything=True)
-    threading.Thread(target=server.run, name="http", daemon=True).start()
+    http = threading.Thread(target=server.run, name="http", daemon=True)
+    http.start()
     socket_mode: Any = None
     if args.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -252,8 +253,7 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if socket_mode is not None:
             socket_mode.close()
-        server.close()  # no new connections
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests being answered finish
+        stop_server(server, http)  # no new connections; requests being answered finish
         transport.close()  # answers already acked are delivered before the process ends
     logging.getLogger(__name__).info("stopped")
     return 0

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 
 from prometheus_client import make_wsgi_app
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.metrics import DEPENDENCY_UP, HTTP_REFUSED, REGISTRY, SLACK_RESPONSE
@@ -150,3 +151,16 @@ def build_server(slack_app: Any, host: str, port: int, threads: int = 8, webhook
     # waitress refuses (413) a declared or chunked body above the largest limit before buffering it.
     return create_server(wsgi_app(routes), host=host, port=port, threads=threads, ident="fluxbot",
                          max_request_body_size=MAX_WEBHOOK_BODY)
+
+
+def stop_server(server: Any, loop: threading.Thread, timeout: float = 5.0) -> None:
+    """Stop a waitress server that `loop` runs: no new connections, requests in flight answered, then
+    the loop closes its own sockets. Closing them from this thread races the loop's select() (EBADF)."""
+    server.accepting = False  # the listener stops being readable: nothing new is accepted
+    server.task_dispatcher.shutdown(cancel_pending=False, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(getattr(channel, "total_outbufs_len", 0)
+                                              for channel in list(server._map.values())):
+        time.sleep(0.02)  # answers already computed are still being written by the loop
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # runs in the loop; an empty map ends it
+    loop.join(timeout)
