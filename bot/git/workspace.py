@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping, Sequence
 
 import git
@@ -490,10 +490,10 @@ class Workspace:
                         total += member.size
                     if total > max_bytes:
                         raise InputTooLarge(member.name, member.size, max_bytes)
-                    try:
-                        tar.extract(member, target, filter="data")
-                    except tarfile.FilterError as error:
-                        raise UnsafeLink(member.name, _link_problem(error)) from None
+                    problem = _member_problem(member)
+                    if problem:
+                        raise UnsafeLink(member.name, problem)
+                    tar.extract(member, target, **_NO_FILTER)
             process.stdout.read()  # the archive's padding, so git exits on its own
         except tarfile.ReadError:
             pass  # git failed before writing a tar: its message follows
@@ -589,13 +589,28 @@ def _counted(name: str, directory: str) -> bool:
         name.lower().endswith((".yaml", ".yml", ".json"))
 
 
-def _link_problem(error: tarfile.FilterError) -> str:
-    """What a refused archive member is, in words (the message of `tarfile`'s data filter)."""
-    if isinstance(error, tarfile.AbsoluteLinkError):
-        return "is a symlink to an absolute path; fluxbot renders only files inside the repository"
-    if isinstance(error, tarfile.LinkOutsideDestinationError):
-        return "is a link that points outside the repository; fluxbot renders only files inside it"
-    return f"cannot be exported safely ({error.__class__.__name__})"
+def _member_problem(member: tarfile.TarInfo) -> str:
+    """Why an archive member may not be written under the render dir ('' when it may). Checked here,
+    not by tarfile's data filter, which Python 3.11 has only from 3.11.4 (Debian 12 ships 3.11.2)."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        return "has a path outside the repository; fluxbot renders only files inside it"
+    if member.issym():
+        if PurePosixPath(member.linkname).is_absolute():
+            return "is a symlink to an absolute path; fluxbot renders only files inside the repository"
+        depth = 0
+        for part in (path.parent / member.linkname).parts:  # git archive members are normalised
+            depth += -1 if part == ".." else 0 if part == "." else 1
+            if depth < 0:
+                return "is a link that points outside the repository; fluxbot renders only files inside it"
+    elif not (member.isfile() or member.isdir()):
+        return "is neither a file, a directory nor a symlink; fluxbot renders only those"
+    return ""
+
+
+# git writes only files, directories and symlinks, checked above; where tarfile has its data filter
+# (3.11.4+) it is passed as well, and without it newer Pythons warn.
+_NO_FILTER: dict[str, str] = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 
 
 def _rebased(edit: FileEdit, current: bytes | None) -> bytes | None:
