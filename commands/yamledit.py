@@ -43,6 +43,7 @@ def load_documents(text: str) -> list[Any]:
     not. Documents whose aliases expand beyond a small bound, or that nest too deeply, are refused.
     """
     # The C parser (ruamel.yaml.clib) when installed; ruamel falls back to pure Python otherwise.
+    _refuse_deep_flow(text)
     try:
         documents = list(YAML(typ="safe").load_all(text))
     except RecursionError:
@@ -290,7 +291,22 @@ def _verify_change(before: str, after: str, document: int, key_path: Sequence[st
         raise CommandError("the edited file would not parse back to the intended change; nothing was written")
 
 
+def _refuse_deep_flow(text: str | bytes) -> None:
+    """Refuse flow collections nested past MAX_NESTING before parsing: the parser would end in a
+    RecursionError, which on CPython before 3.11.5 leaves the interpreter's AST depth count wrong."""
+    data = text.encode() if isinstance(text, str) else text
+    depth = 0
+    for byte in data:
+        if byte in b"[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)")
+        elif byte in b"]}" and depth:  # brackets inside strings count too: only more caution
+            depth -= 1
+
+
 def _compose(text: str) -> list[Any]:
+    _refuse_deep_flow(text)
     try:
         return list(YAML().compose_all(text))
     except RecursionError:
