@@ -64,6 +64,12 @@ def parse_value(key: str, text: str, typed: bool) -> Any:
                 f"values are written as strings; for exactly that text write `{key}:={json.dumps(text)}`",
             )
         return text
+    # Counted before parsing: json's RecursionError on deep input upsets CPython's AST depth count (< 3.11.5).
+    depth = 0
+    for char in text:
+        depth += 1 if char in "[{" else -1 if char in "]}" and depth else 0
+        if depth > MAX_DEPTH:
+            raise CommandError(f"the value of `{key}` is nested deeper than {MAX_DEPTH} levels", "set a flatter value")
     try:
         value = json.loads(text)
     except RecursionError:
