@@ -255,6 +255,8 @@ def _serve(args: argparse.Namespace) -> int:
             socket_mode.close()
         stop_server(server, http)  # no new connections; requests being answered finish
         transport.close()  # answers already acked are delivered before the process ends
+        follower.stop()
+        bot.close()  # informer threads end before the interpreter does (daemon threads writing at exit abort it)
     logging.getLogger(__name__).info("stopped")
     return 0
 

@@ -149,8 +149,10 @@ def build_server(slack_app: Any, host: str, port: int, threads: int = 8, webhook
     if webhook is not None:
         routes["/github/webhook"] = limited(webhook, MAX_WEBHOOK_BODY)
     # waitress refuses (413) a declared or chunked body above the largest limit before buffering it.
+    # poll(), not waitress's default select(): select() fails outright once any descriptor of the
+    # process is numbered 1024 or more, and a busy process gets there.
     return create_server(wsgi_app(routes), host=host, port=port, threads=threads, ident="fluxbot",
-                         max_request_body_size=MAX_WEBHOOK_BODY)
+                         max_request_body_size=MAX_WEBHOOK_BODY, asyncore_use_poll=True)
 
 
 def stop_server(server: Any, loop: threading.Thread, timeout: float = 5.0) -> None:

@@ -361,6 +361,18 @@ class FluxBot:
             raise CommandError(str(error), "nothing was changed on the cluster") from None
         return Message(f"Asked Flux on {action.cluster} to reconcile", tone="success", lines=tuple(lines))
 
+    def close(self) -> None:
+        """Let go of what the process holds: cluster watches and informer threads end, the forge's
+        connections and the mirror's git processes close. Called once, at shutdown."""
+        for cluster in self.clusters.values():
+            getattr(cluster, "close", lambda: None)()  # tests may pass plain stand-ins
+        with self._locks_guard:
+            informers, self.informers = self.informers, None
+        if informers is not None:
+            informers.stop()
+        getattr(self.forge, "disconnect", lambda: None)()  # only remote forges hold connections
+        self.workspace.close()
+
     def kube(self) -> Informers:
         """The informers shared by `status`, the release gate and the follower (one per cluster and kind)."""
         with self._locks_guard:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 import shutil
 import subprocess
 import sys
@@ -48,6 +50,21 @@ def no_secret_in_any_log_line():
     root.removeHandler(scanner)
     root.setLevel(level)
     assert scanner.leaks == [], f"secrets leaked into logs: {scanner.leaks[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def no_informer_outlives_its_test():
+    """A test that starts cluster informers stops them: leaked ones keep polling dead stand-ins (load
+    that starved later tests) and write to a closed stderr at exit (the interpreter aborts, rc 134)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        leaked = [t.name for t in threading.enumerate() if t not in before and t.name.startswith("informer-")]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert leaked == [], f"informer threads still running after the test (stop them): {sorted(leaked)[:6]}"
 
 
 def assert_no_secret(texts, where: str) -> None:
@@ -126,12 +143,17 @@ def make_bot(tmp_path: Path):
     """Build a local-forge bot for a repo, with its state under the test's tmp dir."""
     from bot.cli import build_bot
 
+    made = []
+
     def make(repo: Path, **overrides):
         overrides.setdefault("policy", Policy(trusted=True))
         settings = Settings(repo=str(repo), state_dir=tmp_path / f"state-{repo.name}", **overrides)
-        return build_bot(settings)
+        made.append(build_bot(settings))
+        return made[-1]
 
-    return make
+    yield make
+    for bot in made:
+        bot.close()  # its git processes and informer threads end with the test, as at a process exit
 
 
 GITHUB_TOKEN = "ghp_standin_token_0123456789"
@@ -166,6 +188,8 @@ def github_bot(github_standin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
 
+    made = []
+
     def make(**forge):
         settings = Settings(
             state_dir=tmp_path / "github-state",
@@ -175,9 +199,12 @@ def github_bot(github_standin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 "git_url": str(github_standin.bare_repo), "seconds_between_writes": 0, **forge,
             }),
         )
-        return build_bot(settings)
+        made.append(build_bot(settings))
+        return made[-1]
 
-    return make
+    yield make
+    for bot in made:
+        bot.close()
 
 
 SLACK_SIGNING_SECRET = "s"
@@ -197,6 +224,21 @@ def slack_standin():
     # a refusal on purpose clear `rejected`)
     refused = [r for r in standin.rejected if r[1] in ("invalid_blocks", "no_text", "msg_too_long", "invalid_arguments")]
     assert refused == [], f"Slack would refuse these: {refused[:3]}"
+
+
+class Served:
+    """A fluxbot HTTP server on its own thread, stopped the way `fluxbot serve` stops it."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.port = server.effective_port
+        self._loop = threading.Thread(target=server.run, name="test-http", daemon=True)
+        self._loop.start()
+
+    def stop(self) -> None:
+        from bot.server import stop_server
+
+        stop_server(self.server, self._loop, timeout=2)
 
 
 class SlackHarness:
@@ -286,28 +328,28 @@ class SlackHarness:
 @pytest.fixture
 def slack_app(slack_standin, example_repo: Path, tmp_path: Path):
     """Start the real HTTP app (waitress + Bolt) for a repo and a permission policy."""
-    import threading
 
     from bot.cli import build_bot
     from bot.config import SlackSettings
     from bot.server import build_server
     from bot.slack import SlackTransport
 
-    servers = []
+    running = []
 
     def start(policy: Policy, repo: Path | None = None, ttl: float = 600.0, clock=None) -> SlackHarness:
         bot = build_bot(Settings(repo=str(repo or example_repo), state_dir=tmp_path / "slack-state", policy=policy))
         settings = SlackSettings(bot_token=SLACK_BOT_TOKEN, signing_secret=SLACK_SIGNING_SECRET,
                                  api_url=slack_standin.api_url, confirm_ttl_seconds=ttl)
         transport = SlackTransport(bot, bot.store, settings, **({"clock": clock} if clock else {}))
-        server = build_server(transport.app, "127.0.0.1", 0)
-        threading.Thread(target=server.run, daemon=True).start()
-        servers.append(server)
-        return SlackHarness(transport, server.effective_port, slack_standin)
+        served = Served(build_server(transport.app, "127.0.0.1", 0))
+        running.append((served, transport, bot))
+        return SlackHarness(transport, served.port, slack_standin)
 
     yield start
-    for server in servers:
-        server.close()
+    for served, transport, bot in running:
+        served.stop()
+        transport.close()
+        bot.close()
 
 
 @pytest.fixture

@@ -212,6 +212,7 @@ class Workspace:
         self._holder = threading.local()
         self._repo: git.Repo | None = None
         self._readers = threading.local()
+        self._reader_repos: list[git.Repo] = []  # every thread's reader, so close() can end their cat-files
 
     def _git_env(self) -> dict[str, str]:
         """Credentials for git over HTTPS as an extra header in the environment.
@@ -358,7 +359,19 @@ class Workspace:
         repo = getattr(self._readers, "repo", None)
         if repo is None:
             repo = self._readers.repo = git.Repo(self.repo.git_dir)
+            with self._odb_lock:
+                self._reader_repos.append(repo)
         return repo
+
+    def close(self) -> None:
+        """End the git processes the mirror's readers keep (shutdown); the workspace reopens on use."""
+        with self._odb_lock:
+            readers, self._reader_repos = self._reader_repos, []
+        for repo in readers:
+            repo.close()
+        with self._lock:
+            if self._repo is not None:
+                self._repo.close()
 
     def branch_head(self, branch: str) -> str | None:
         """The commit a branch points to on origin, or None when origin has no such branch."""

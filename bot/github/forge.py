@@ -250,6 +250,10 @@ class GitHubForge:
         data = self.repo.raw_data
         return next((m for m in MERGE_METHODS if data.get(MERGE_METHOD_SETTINGS[m], True)), "merge")
 
+    def disconnect(self) -> None:
+        """Close the HTTP connections to GitHub (shutdown)."""
+        self.client.close()
+
     def close(self, number: int, requester: str) -> PullRequest:
         with self._errors("open", f"PR #{number}"):
             pull = self.repo.get_pull(number)

@@ -87,6 +87,11 @@ class GitHubWebhook:
         if delivery:
             self._store.first_delivery("github", delivery)
 
+    def close(self) -> None:
+        """Handle what was accepted, then end the worker thread (shutdown)."""
+        self.drain()
+        self._worker.shutdown(wait=True)
+
     def drain(self) -> None:
         """Wait until every accepted event is handled, including events accepted meanwhile (tests, shutdown)."""
         while True:

@@ -18,13 +18,15 @@ from typing import Any, Callable, Iterator
 import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set,
+                      wait_exponential, wait_random)
 
 from bot.kube import flux
 
 log = logging.getLogger(__name__)
 
 RETRIED = frozenset({429, 500, 502, 503, 504})
+CLOSED = -1  # a ClusterError status of our own: the call was never sent
 
 
 class ClusterError(Exception):
@@ -34,6 +36,11 @@ class ClusterError(Exception):
         super().__init__(message)
         self.status = status  # HTTP status, 0 for a connection failure
         self.retry_after = retry_after
+
+    @property
+    def closed(self) -> bool:
+        """Not sent at all: fluxbot is stopping (the cluster was closed) or the caller cancelled."""
+        return self.status == CLOSED
 
     @property
     def transient(self) -> bool:
@@ -74,6 +81,20 @@ class FluxCluster:
         self.retry = retry
         self.page_size = page_size
         self.watch_grace = watch_grace  # how long past the server's timeoutSeconds a silent watch is given
+        self._closed = threading.Event()
+        self._streams: dict[watch.Watch, object] = {}  # open watches and who opened them, to cancel them
+
+    def close(self) -> None:
+        """End every open watch and retry wait now (shutdown); later calls fail at once."""
+        self._closed.set()
+        self.cancel_watches(None)
+
+    def cancel_watches(self, owner: object | None) -> None:
+        """Unblock the watches `owner` opened (all when None): their socket is shut, the stream ends."""
+        with self._lock:
+            streams = [s for s, o in self._streams.items() if owner is None or o is owner]
+        for stream in streams:
+            stream.stop()  # shuts the socket down, so a read blocked in another thread returns now
 
     # -- connection and discovery -------------------------------------------------------------
 
@@ -125,9 +146,10 @@ class FluxCluster:
                 return None
             raise
 
-    def list(self, plural: str, all_namespaces: bool = False, label_selector: str = ""
-             ) -> tuple[list[dict[str, Any]], str]:
-        """Every object (paged with limit/continue) and the list's resourceVersion to watch from."""
+    def list(self, plural: str, all_namespaces: bool = False, label_selector: str = "",
+             cancel: threading.Event | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every object (paged with limit/continue) and the list's resourceVersion to watch from;
+        `cancel` set ends the retry waits early."""
         group, version = self._kind(plural)
         for _ in range(3):  # a continue token that expires mid-list means: start the list again
             items: list[dict[str, Any]] = []
@@ -139,10 +161,10 @@ class FluxCluster:
                         kwargs["_continue"] = token
                     if all_namespaces:
                         answer = self._call(self.api.list_cluster_custom_object, group, version, plural,
-                                            what=plural, **kwargs)
+                                            what=plural, cancel=cancel, **kwargs)
                     else:
                         answer = self._call(self.api.list_namespaced_custom_object, group, version, self.namespace,
-                                            plural, what=plural, **kwargs)
+                                            plural, what=plural, cancel=cancel, **kwargs)
                     meta = answer.get("metadata") or {}
                     items += answer.get("items") or []
                     resource_version = resource_version or str(meta.get("resourceVersion", ""))
@@ -154,11 +176,15 @@ class FluxCluster:
         raise ClusterError(f"cluster `{self.name}` kept expiring the list of {plural}", status=410)
 
     def watch(self, plural: str, resource_version: str, timeout: int = 60, all_namespaces: bool = False,
-              label_selector: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+              label_selector: str = "", owner: object = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event type, object) from `resource_version`, BOOKMARKs included, for at most `timeout`
-        seconds; the read timeout also ends it if the connection goes silent. 410 raises `Expired`."""
+        seconds; the read timeout also ends it if the connection goes silent. 410 raises `Expired`.
+        `cancel_watches(owner)` ends it early from another thread."""
         group, version = self._kind(plural)
+        self._refuse_closed(plural)
         stream = watch.Watch()
+        with self._lock:
+            self._streams[stream] = owner
         if all_namespaces:
             call, args = self.api.list_cluster_custom_object, (group, version, plural)
         else:
@@ -174,6 +200,8 @@ class FluxCluster:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             raise self._error(error, plural) from None
         finally:
+            with self._lock:
+                self._streams.pop(stream, None)
             stream.stop()
 
     # -- writes -------------------------------------------------------------------------------
@@ -210,17 +238,29 @@ class FluxCluster:
 
     # -- errors and retries ---------------------------------------------------------------------
 
-    def _call(self, method: Callable[..., Any], *args: Any, what: str = "", **kwargs: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any, what: str = "", cancel: threading.Event | None = None,
+              **kwargs: Any) -> Any:
         def attempt() -> Any:
+            self._refuse_closed(what)
+            if cancel is not None and cancel.is_set():
+                raise ClusterError(f"cluster `{self.name}`: {what or 'the call'} was cancelled", status=CLOSED)
             try:
                 return method(*args, _request_timeout=15, **kwargs)
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
                 raise self._error(error, what) from None
 
-        retrying = Retrying(stop=stop_after_attempt(self.retry.attempts), reraise=True,
-                            retry=retry_if_exception(lambda e: isinstance(e, ClusterError) and e.transient),
-                            wait=_wait(self.retry), before_sleep=_log_retry(self.name, what))
+        # the waits between attempts end early when the caller cancels (an informer stopping) or the
+        # cluster is closed (shutdown), so neither waits a backoff out
+        woken = cancel or self._closed
+        retrying = Retrying(stop=stop_after_attempt(self.retry.attempts) | stop_when_event_set(woken),
+                            reraise=True, retry=retry_if_exception(lambda e: isinstance(e, ClusterError) and e.transient),
+                            wait=_wait(self.retry), sleep=woken.wait, before_sleep=_log_retry(self.name, what))
         return retrying(attempt)
+
+    def _refuse_closed(self, what: str) -> None:
+        if self._closed.is_set():
+            raise ClusterError(f"cluster `{self.name}`: fluxbot is stopping, {what or 'the call'} was not sent",
+                               status=CLOSED)
 
     def _error(self, error: Exception, plural: str) -> ClusterError:
         what = flux.KINDS[plural][1] if plural in flux.KINDS else (plural or "object")

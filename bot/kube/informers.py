@@ -49,7 +49,15 @@ class Informer:
         return self
 
     def stop(self) -> None:
+        """Ask the thread to end; an open watch is cut so it need not wait for its timeout."""
         self._stop.set()
+        self.cluster.cancel_watches(self)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for a stopped thread to end; False if it is still inside a call after `timeout`."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
@@ -64,10 +72,11 @@ class Informer:
         while not self._stop.is_set():
             try:
                 if not version:
-                    items, version = self.cluster.list(self.plural, self.all_namespaces, self.label_selector)
+                    items, version = self.cluster.list(self.plural, self.all_namespaces, self.label_selector,
+                                                       cancel=self._stop)
                     self._replace(items, version)
                 for kind, obj in self.cluster.watch(self.plural, version, self.watch_timeout, self.all_namespaces,
-                                                    self.label_selector):
+                                                    self.label_selector, owner=self):
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     self._apply(kind, obj, version)
                     if self._stop.is_set():
@@ -77,8 +86,8 @@ class Informer:
                 version = ""  # relist: the list replaces the cache, so deletions in between are seen
                 self.relists += 1
             except ClusterError as error:
-                if self._stop.is_set():
-                    return  # stopped while a call was failing: nothing to report
+                if self._stop.is_set() or error.closed:
+                    return  # stopped (or the cluster closed) while a call was failing: nothing to report
                 failures += 1
                 self.error = str(error)
                 wait = max(error.retry_after, min(self._longest, self._backoff * 2 ** min(failures, 10)))
@@ -129,6 +138,13 @@ class ClusterInformers:
                                               label_selector=flux.OWNER_NAME_LABEL if cluster_wide else "",
                                               watch_timeout=watch_timeout, backoff=backoff, longest=longest).start()
 
+    @classmethod
+    def stopped(cls, cluster: FluxCluster) -> ClusterInformers:
+        """No informers, and an error that says why: what readers get once fluxbot is stopping."""
+        none = cls.__new__(cls)
+        none.cluster, none.informers, none.error = cluster, {}, f"cluster `{cluster.name}`: fluxbot is stopping"
+        return none
+
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in self.informers.values())
@@ -154,6 +170,9 @@ class ClusterInformers:
         for informer in self.informers.values():
             informer.stop()
 
+    def join(self, deadline: float) -> bool:
+        return all([i.join(max(0.0, deadline - time.monotonic())) for i in self.informers.values()])
+
 
 class Informers:
     """One ClusterInformers per cluster, started on first use and shared by every reader."""
@@ -166,6 +185,7 @@ class Informers:
         self.retry_discovery = retry_discovery
         self._lock = threading.Lock()
         self._running: dict[str, ClusterInformers] = {}
+        self._stopped = False  # for good: a late reader must not start threads again
         self._tried: dict[str, float] = {}
         self._listeners: list[Callable[[str], None]] = []
 
@@ -178,6 +198,8 @@ class Informers:
 
     def of(self, name: str) -> ClusterInformers:
         with self._lock:
+            if self._stopped:
+                return ClusterInformers.stopped(self.clusters[name])
             running = self._running.get(name)
             stale = running is not None and running.error and not running.informers
             if running is None or (stale and time.monotonic() - self._tried.get(name, 0) > self.retry_discovery):
@@ -187,8 +209,12 @@ class Informers:
                                                                     self.backoff, self.longest)
             return running
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop every informer and wait up to `timeout` for their threads; False if some are still busy."""
         with self._lock:
-            for running in self._running.values():
-                running.stop()
-            self._running.clear()
+            running, self._running = list(self._running.values()), {}
+            self._stopped = True
+        for each in running:
+            each.stop()
+        deadline = time.monotonic() + timeout
+        return all([each.join(deadline) for each in running])

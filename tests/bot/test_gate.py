@@ -6,7 +6,6 @@ import gc
 import hashlib
 import hmac
 import json
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -22,7 +21,7 @@ from bot.slack import SlackTransport
 from bot.github.webhooks import GitHubWebhook
 from commands.gate import GatePolicy
 from commands.permissions import Policy, Rule
-from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, git, shared_file
+from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, Served, SlackHarness, git, shared_file
 
 SECRET = "webhook-secret-0123"
 POLICY = Policy(rules=(Rule(actions=("*",), users=("U_ALICE",)),), read_channels=("*",))
@@ -38,23 +37,20 @@ class GateEnv:
         self.payloads = {name: json.loads(shared_file(f"fixtures/payloads/github/{name}.json").read_text())
                          for name in ("pull_request.opened", "pull_request.synchronize", "pull_request.closed", "ping",
                                       "pull_request_review.submitted", "check_run.completed")}
-        self.server = None
+        self.served = None
         self.start()
 
     def stop(self) -> None:
         """Stop fluxbot and let go of what it holds (sockets, git processes), as a process exit would."""
-        self.server.close()
-        self.server.task_dispatcher.shutdown()  # close() alone leaves waitress's worker threads running
+        self.served.stop()
         self.transport.close()
-        self.webhook.drain()
-        self.webhook._worker.shutdown(wait=True)
-        self.bot.forge.client.close()
-        self.bot.workspace.repo.close()
+        self.webhook.close()
+        self.bot.close()
         gc.collect()  # the store's per-thread SQLite connections of the threads just ended
 
     def start(self) -> None:
         """Start (or restart) fluxbot: new objects, same SQLite state."""
-        if self.server is not None:
+        if self.served is not None:
             self.stop()
         settings = Settings(state_dir=self.state, policy=POLICY, forge=ForgeSettings(
             type="github", repository=self.github.full_name, base_url=self.github.base_url,
@@ -66,10 +62,9 @@ class GateEnv:
             policy=self.policy, change_channel="C_CHANGES", approvers_group="S_CAB"), clock=lambda: self.now[0])
         self.transport.gate = self.gate
         self.webhook = GitHubWebhook(SECRET, self.bot.store, self.gate.on_event, self.github.full_name)
-        self.server = build_server(self.transport.app, "127.0.0.1", 0, webhook=self.webhook)
-        threading.Thread(target=self.server.run, daemon=True).start()
-        self.harness = SlackHarness(self.transport, self.server.effective_port, self.slack)
-        self.hook_url = f"http://127.0.0.1:{self.server.effective_port}/github/webhook"
+        self.served = Served(build_server(self.transport.app, "127.0.0.1", 0, webhook=self.webhook))
+        self.harness = SlackHarness(self.transport, self.served.port, self.slack)
+        self.hook_url = f"http://127.0.0.1:{self.served.port}/github/webhook"
         # GitHub sends its webhooks to this fluxbot itself, at its own moments (opened during POST /pulls)
         self.github.hook_url, self.github.hook_secret = self.hook_url, SECRET
         self.github.after_delivery = self.webhook.drain

@@ -150,3 +150,46 @@ def test_an_error_event_ends_the_watch_with_its_status(kube, tmp_path) -> None:
     with pytest.raises(ClusterError) as raised:
         next(events)
     assert raised.value.status == 500 and raised.value.transient
+
+
+def test_stopping_an_informer_ends_its_thread_at_once_even_inside_a_long_watch(kube, tmp_path) -> None:
+    """A stopped informer used to sit in its watch until the server's timeout (60 s in production):
+    threads outlived their bot, kept polling, and wrote to a closed stderr at interpreter exit."""
+    from bot.kube.informers import Informer
+
+    kube.apply(KS, ks("a"))
+    client = cluster(kube, tmp_path)
+    informer = Informer(client, KS, lambda: None, watch_timeout=60).start()
+    assert informer.synced.wait(5)
+    kube.flux.wait_until(lambda: kube.open_watches >= 1, timeout=5)
+    kube.stall_watches()  # not even a bookmark arrives that would let the loop notice the stop
+    try:
+        informer.stop()
+        assert informer.join(2.0), "the informer is still inside its watch"
+    finally:
+        kube.stall_watches(False)
+
+
+def test_a_closed_cluster_cuts_the_retry_waits_of_a_failing_call(kube, tmp_path) -> None:
+    import threading
+
+    path = kube.kubeconfig(tmp_path / "kubeconfig")
+    client = FluxCluster("c", ClusterConnection(kubeconfig=str(path), context="standin"),
+                         retry=RetryPolicy(attempts=10, initial=5.0, longest=5.0))
+    client.version(KS)  # discovery answered before the outage
+    kube.fail(503, times=100)
+    outcome: list[Exception] = []
+
+    def listing() -> None:
+        try:
+            client.list(KS)
+        except ClusterError as error:
+            outcome.append(error)
+
+    call = threading.Thread(target=listing)
+    call.start()
+    time.sleep(0.3)  # inside its first 5 s backoff
+    client.close()
+    call.join(2.0)
+    assert not call.is_alive(), "the retry wait was not cut"
+    assert outcome and "stopping" in str(outcome[0])

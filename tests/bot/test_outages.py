@@ -2,7 +2,6 @@
 when they come back, and a clear word when fluxbot gives up."""
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from bot.server import build_server
 from bot.slack import SlackTransport
 from bot.git.workspace import OriginUnavailable, Workspace
 from commands.permissions import Policy, Rule
-from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, say
+from tests.conftest import GITHUB_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, Served, SlackHarness, say
 
 POLICY = Policy(rules=(Rule(actions=("*",), users=("U_ALICE",)),), read_channels=("*",))
 BRANCH = "fluxbot/promote-demo-v0.4.0"
@@ -31,9 +30,8 @@ class Env:
             seconds_between_writes=0)))
         settings = SlackSettings(bot_token=SLACK_BOT_TOKEN, signing_secret=SLACK_SIGNING_SECRET, api_url=slack.api_url)
         self.transport = SlackTransport(self.bot, self.bot.store, settings)
-        self.server = build_server(self.transport.app, "127.0.0.1", 0)
-        threading.Thread(target=self.server.run, daemon=True).start()
-        self.harness = SlackHarness(self.transport, self.server.effective_port, slack)
+        self.served = Served(build_server(self.transport.app, "127.0.0.1", 0))
+        self.harness = SlackHarness(self.transport, self.served.port, slack)
 
     def thread(self) -> list[str]:
         """Replies in threads (each test here asks one thing, so there is one thread)."""
@@ -54,8 +52,9 @@ def env(github_standin, slack_standin, tmp_path, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
     environment = Env(github_standin, slack_standin, tmp_path / "state")
     yield environment
-    environment.server.close()
+    environment.served.stop()
     environment.transport.close()
+    environment.bot.close()
 
 
 def test_a_github_outage_is_told_once_retried_and_answered_when_it_is_back(env) -> None:

@@ -332,3 +332,28 @@ def test_webhook_deliveries_are_counted_by_event_and_result(tmp_path: Path) -> N
     hook.drain()
     assert {k: count(*k) - v for k, v in before.items()} == {("status", "accepted"): 1, ("status", "duplicate"): 1,
                                                             ("other", "bad_signature"): 1}
+
+
+def test_the_server_answers_when_the_process_holds_more_than_1024_descriptors() -> None:
+    """select() refuses descriptors numbered 1024 and up; a busy process (many clusters, git readers,
+    connections) gets there, and waitress's default select() loop then stops answering anything."""
+    import resource
+
+    from bot.server import build_server
+    from tests.conftest import Served
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the open-files limit here is {soft}; this needs room for 1,100 descriptors")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the server's own sockets come after these
+    try:
+        served = Served(build_server(None, "127.0.0.1", 0))
+        try:
+            assert served.server.socket.fileno() >= 1024
+            with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz", timeout=5) as reply:
+                assert reply.status == 200
+        finally:
+            served.stop()
+    finally:
+        for fd in held:
+            os.close(fd)

@@ -440,7 +440,7 @@ def gate_env(github_standin, slack_standin, tmp_path, monkeypatch):
     slack_standin.usergroups["S_CAB"] = ["U_CAB", "U_ALICE"]
     environment = GateEnv(github_standin, slack_standin, tmp_path / "state", monkeypatch, GatePolicy())
     yield environment
-    environment.server.close()
+    environment.stop()
 
 
 def _hand_made_pr(env, tmp_path: Path, title: str) -> dict:
@@ -598,7 +598,7 @@ def test_webhook_provider_expiry_updates_no_message_that_does_not_exist(github_s
         assert any("expired" in t for t in env.thread(number))
         assert [c.params for c in slack_standin.of("chat.update") if c.params.get("channel") == "webhook"] == []
     finally:
-        env.server.close()
+        env.stop()
         system.stop()
 
 
