@@ -22,6 +22,7 @@ from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.metrics import REGISTRY, RETENTION_DELETED, StoreCollector
+from bot.leader import Leadership
 from bot.store import Retention, Store
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
@@ -73,7 +74,7 @@ def build_bot(settings: Settings) -> FluxBot:
         return _github_bot(settings)
     settings.repo = local_repo(settings.repo)
     state = settings.resolved_state_dir()
-    store = Store(state / "fluxbot.db")
+    store = Store(settings.store_target(state), settings.store.password_env)
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
     bot = FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
     bot.clusters = _clusters(settings)
@@ -115,7 +116,7 @@ def _github_bot(settings: Settings) -> FluxBot:
     auth = _github_auth(forge_settings)
     REDACTOR.add(getattr(auth, "token", None) if isinstance(auth, Auth.Token) else None)
     state = settings.state_dir or settings.resolved_state_dir_for(forge_settings.repository)
-    store = Store(Path(state) / "fluxbot.db")
+    store = Store(settings.store_target(Path(state)), settings.store.password_env)
     git_url = forge_settings.git_url or settings.repo or git_url_for(forge_settings.base_url, forge_settings.repository)
     holder: dict[str, GitHubForge] = {}
     workspace = Workspace(git_url, Path(state) / "cache", settings.default_branch,
@@ -217,7 +218,9 @@ def _serve(args: argparse.Namespace) -> int:
     transport = SlackTransport(bot, bot.store, slack, client)
     follower = ReconcileFollower(bot, bot.store, bot.clusters, transport)
     bot.merge_hooks.append(follower.on_merged)
-    webhook = _change_gate(settings, bot, transport)
+    leadership = Leadership(bot.store, on_elected=follower.resume, on_deposed=follower.pause)
+    follower.leading = lambda: leadership.held
+    webhook = _change_gate(settings, bot, transport, leadership)
     probes = {
         "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
         "forge": lambda: (bot.forge.open_prs(), "")[1],
@@ -244,8 +247,10 @@ def _serve(args: argparse.Namespace) -> int:
               f"http://{args.host}:{server.effective_port}", flush=True)
     else:
         print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
-    threading.Thread(target=_start_up, args=(transport, follower, claimed), name="start-up", daemon=True).start()
-    threading.Thread(target=_keep_pruning, args=(bot.store, settings.retention), name="retention", daemon=True).start()
+    threading.Thread(target=_start_up, args=(transport, leadership, follower, claimed), name="start-up",
+                     daemon=True).start()
+    threading.Thread(target=_keep_pruning, args=(bot.store, settings.retention, leadership), name="retention",
+                     daemon=True).start()
     try:
         while not stop.wait(1.0):
             pass
@@ -255,6 +260,7 @@ def _serve(args: argparse.Namespace) -> int:
             socket_mode.close()
         stop_server(server, http)  # no new connections; requests being answered finish
         transport.close()  # answers already acked are delivered before the process ends
+        leadership.stop()  # another replica takes over the follows now, not when the lease runs out
         follower.stop()
         bot.close()  # informer threads end before the interpreter does (daemon threads writing at exit abort it)
     logging.getLogger(__name__).info("stopped")
@@ -275,31 +281,37 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _start_up(transport: Any, follower: ReconcileFollower, claimed: Any) -> None:
-    """The slow start-up work, after the listener is up: replay the journal, resume follows, retry."""
+def _start_up(transport: Any, leadership: Leadership, follower: ReconcileFollower, claimed: Any) -> None:
+    """The slow start-up work, after the listener is up: replay the journal, run for leader, retry."""
     try:
         transport.recover(claimed=claimed)
-        follower.resume()
     except Exception:
         logging.getLogger(__name__).exception("replaying the journal at start failed; it is retried")
-    _keep_recovering(transport)
+    leadership.start()  # the leader resumes the follows
+    _keep_recovering(transport, leadership, follower)
 
 
-def _keep_recovering(transport: Any, every: float = 15.0) -> None:
+def _keep_recovering(transport: Any, leadership: Leadership, follower: ReconcileFollower, every: float = 15.0) -> None:
     """Requests whose answer Slack did not take, or that wait for the forge, are retried when due
-    (each backs off on its own: 30 s, 1, 2, 4, 8, then every 10 min, about an hour in all)."""
+    (each backs off on its own: 30 s, 1, 2, 4, 8, then every 10 min, about an hour in all). Every
+    replica claims its share; the leader also picks up follows other replicas recorded."""
     while True:
         time.sleep(every)
         try:
             transport.recover()
+            if leadership.held:
+                follower.resume()
         except Exception:
             logging.getLogger(__name__).exception("retrying unanswered requests failed")
 
 
-def _keep_pruning(store: Store, retention: Retention, every: float = 3600.0) -> None:
-    """Apply the retention settings at start and then hourly (audit, journal, delivery IDs)."""
+def _keep_pruning(store: Store, retention: Retention, leadership: Leadership, every: float = 3600.0) -> None:
+    """Apply the retention settings at start and then hourly (audit, journal, delivery IDs), on the leader."""
     while True:
         try:
+            if not leadership.held:
+                time.sleep(60)
+                continue
             deleted = store.prune(retention)
             for table, count in deleted.items():
                 RETENTION_DELETED.labels(table=table).inc(count)
@@ -310,7 +322,7 @@ def _keep_pruning(store: Store, retention: Retention, every: float = 3600.0) -> 
         time.sleep(every)
 
 
-def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
+def _change_gate(settings: Settings, bot: FluxBot, transport: Any, leadership: Leadership) -> Any:
     """Wire the change gate and `/github/webhook` when GitHub and a webhook secret are configured."""
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
     if settings.forge.type != "github" or not secret:
@@ -323,13 +335,19 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
     transport.gate = gate
 
     def upkeep() -> None:
-        gate.catch_up()
+        caught_up, swept = False, time.monotonic()
         while True:
-            time.sleep(60)
+            held = leadership.held
             try:
-                gate.sweep()
+                if held and not caught_up:  # what the forge did while no one led (or before this start)
+                    gate.catch_up()
+                if held and time.monotonic() - swept >= 60:
+                    swept = time.monotonic()
+                    gate.sweep()
             except Exception:
-                logging.getLogger(__name__).exception("sweeping expired change requests failed")
+                logging.getLogger(__name__).exception("catching up with the forge or sweeping expired gates failed")
+            caught_up = held
+            time.sleep(2)
 
     threading.Thread(target=upkeep, name="gate-upkeep", daemon=True).start()
     from bot.prcheck import PrChecks, fan_out

@@ -5,6 +5,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -134,6 +135,12 @@ class SlackSettings:
         )
 
 
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""  # '' = SQLite under the state dir
+    password_env: str = ""  # the PostgreSQL password, read from this variable (never from the config)
+
+
 @dataclass
 class Settings:
     repo: str = ""
@@ -149,6 +156,11 @@ class Settings:
     confirm_ttl_seconds: float = 600.0
     retention: Retention = field(default_factory=Retention)  # `retention:` how long the store keeps records
     slack_ephemeral_reads: bool = False
+    store: StoreSettings = field(default_factory=lambda: StoreSettings())  # `store:` where state is kept
+
+    def store_target(self, state_dir: Path) -> str:
+        """The store's URL: `store.url`, else the SQLite file under the state dir."""
+        return self.store.url or str(Path(state_dir) / "fluxbot.db")
 
     def resolved_state_dir(self) -> Path:
         """The state dir: configured, or one per repo under the user's state home."""
@@ -230,6 +242,10 @@ def load_settings(path: str | None) -> Settings:
     settings.confirm_ttl_seconds = float((data.get("slack") or {}).get("confirm_ttl_seconds", 600))
     settings.retention = Retention(**(data.get("retention") or {}))
     settings.slack_ephemeral_reads = bool((data.get("slack") or {}).get("ephemeral_reads", False))
+    settings.store = StoreSettings(**(data.get("store") or {}))  # the schema checked the keys
+    if urlsplit(settings.store.url).password:
+        raise ConfigError(f"store.url in {path} holds a password; leave it out and name the environment variable "
+                          "that holds it in store.password_env (the chart takes it from a Secret)")
     for name, cluster in (data.get("clusters") or {}).items():
         if isinstance(cluster, dict) and (cluster.get("context") or cluster.get("in_cluster") or cluster.get("kubeconfig")):
             settings.connections[str(name)] = ClusterConnection(

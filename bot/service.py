@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from bot.kube.informers import Informers
 from bot.failpoints import failpoint
 from bot.metrics import COMMAND_SECONDS, COMMANDS, JOURNAL_GIVEN_UP, PRS_OPENED
 from bot.forge.base import Forge, ForgeError, ForgeUnavailable
-from bot.store import Store
+from bot.store import Row, Store, StoreUnavailable
 from bot.git.workspace import MergeConflict, OriginUnavailable, Workspace, WorkspaceError
 from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
@@ -38,7 +37,7 @@ from commands.plan import ShowCheck
 from commands.registry import COMMANDS as _REGISTRY, error_message, parse
 from commands.repo import RepoSnapshot
 
-Claimed = tuple[list[sqlite3.Row], list[sqlite3.Row]]  # (due again, given up): journal rows
+Claimed = tuple[list[Row], list[Row]]  # (due again, given up): journal rows
 
 log = logging.getLogger(__name__)
 _VERBS = set(_REGISTRY) | {"flux"}
@@ -106,8 +105,14 @@ class FluxBot:
         """
         started = time.perf_counter()
         if not request_id:
-            request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
-                                                  sorted(request.groups), request.confirmed, time.time())
+            try:
+                request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
+                                                      sorted(request.groups), request.confirmed, time.time())
+            except StoreUnavailable as error:
+                # not journalled means not done: nothing may happen that a restart could not account for
+                log.error("request refused: %s", error)
+                return Response([Message("fluxbot cannot take requests right now", tone="error", lines=(
+                    str(error), "nothing was done; try again in a minute"))])
         response = self._respond(request, request_id)
         response.request_id = request_id
         verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""

@@ -368,3 +368,34 @@ def flux_status(name: str) -> dict:
 
     docs = list(YAML(typ="safe", pure=True).load_all(shared_file(f"fixtures/payloads/flux/{name}").read_text()))
     return next(d for d in docs if d and "status" in d)["status"]
+
+
+POSTGRES_URL = os.environ.get("FLUXBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path: Path):
+    """A fresh store's URL on each backend: a SQLite file, or a schema of its own on the PostgreSQL
+    server at 127.0.0.1:5432 (dropped afterwards). Every Store made from it shares one database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fluxbot.db'}"
+        return
+    import uuid
+
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with admin.begin() as conn:
+            schema = f"t_{uuid.uuid4().hex[:12]}"
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sqlalchemy.exc.OperationalError as error:
+        admin.dispose()
+        skip_or_fail(f"no PostgreSQL answers at {POSTGRES_URL} ({str(error.orig).splitlines()[0]}); "
+                     "the store tests on PostgreSQL need one (trust auth, database test)")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

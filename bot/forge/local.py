@@ -1,15 +1,14 @@
-"""The embedded forge: a PR is a branch pushed to the repo plus a record in SQLite.
+"""The embedded forge: a PR is a branch pushed to the repo plus a record in the store.
 
 It lets the whole flow (promote, review, merge) run on a laptop with no credentials.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from bot.forge.base import ForgeError
-from bot.store import Store, now
+from bot.store import IntegrityError, Row, Store, now
 from bot.git.workspace import Workspace
 from commands.model import ChangePlan, PullRequest
 
@@ -22,7 +21,7 @@ class LocalForge:
         self.workspace = workspace
         self._base_url = f"local://{Path(workspace.origin).name}"
 
-    def _pr(self, row: sqlite3.Row) -> PullRequest:
+    def _pr(self, row: Row) -> PullRequest:
         return PullRequest(
             number=row["number"],
             title=row["title"],
@@ -52,14 +51,12 @@ class LocalForge:
     def create(self, plan: ChangePlan, head: str, requester: str) -> PullRequest:
         try:
             with self.store.transaction() as db:
-                cursor = db.execute(
+                number = db.insert(
                     "INSERT INTO local_prs (title, body, state, author, cluster, kind, branch, head, labels, created, updated)"
                     " VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
                     (plan.title, plan.body, requester, plan.cluster, plan.kind, plan.branch, head,
-                     json.dumps(plan.labels), now(), now()),
-                )
-                number = cursor.lastrowid
-        except sqlite3.IntegrityError:
+                     json.dumps(plan.labels), now(), now()), key="number")
+        except IntegrityError:
             raise ForgeError(f"`{plan.cluster}` already has an open change") from None
         pr = self.get(int(number))
         assert pr is not None
@@ -87,7 +84,7 @@ class LocalForge:
         pr = self._open(number)
         self._finish(number, "closed", None)
         with self.store.transaction() as db:
-            row = db.execute("SELECT labels FROM local_prs WHERE number = ?", (number,)).fetchone()
+            row = db.execute(f"SELECT labels FROM local_prs WHERE number = ?{db.lock}", (number,)).fetchone()
             labels = json.loads(row["labels"] or "[]") + ["stale"]
             db.execute("UPDATE local_prs SET labels = ? WHERE number = ?", (json.dumps(labels), number))
         self.workspace.delete_branch(pr.branch)

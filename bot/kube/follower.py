@@ -69,6 +69,8 @@ class ReconcileFollower:
         self._dirty: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reconcile-request")
         self._thread: threading.Thread | None = None
+        # Several replicas: only the leader follows (`bot.leader`); the others record follows for it.
+        self.leading: Callable[[], bool] = lambda: True
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -88,27 +90,40 @@ class ReconcileFollower:
                 lines=(f"no connection to cluster `{pr.cluster}` is configured (`clusters.{pr.cluster}.context`)",)),
                 thread["thread_ts"])
             return
-        for older in [f for f in self._open() if f.cluster == pr.cluster]:
+        # from the store, not this replica's memory: the leader may be another replica
+        for older in [self._follow_of(r) for r in self.store.open_follows() if r["cluster"] == pr.cluster]:
             self._finish(older, "superseded", Message(
                 f"No longer following {older.target.tag} on {older.cluster}", tone="info",
                 lines=(f"superseded by PR #{pr.number}, which moves {pr.cluster} to {tag}",)))
         follow_id = self.store.add_follow(pr.cluster, flux.revision(version.tag, version.commit), version.tag,
                                           cluster.backref.name, cluster.kustomization or "infrastructure",
                                           thread["channel"], thread["thread_ts"], self.clock(), merge=pr.merge_commit)
-        self._add(self.store.follow(follow_id))
+        if self.leading():
+            self._add(self.store.follow(follow_id))
 
     def resume(self) -> None:
-        """After a restart: go on following what was being followed."""
+        """After a restart, or on becoming the leader (and then now and again, for follows other
+        replicas recorded): follow what is open in the store and not followed here yet."""
+        with self._lock:
+            here = set(self._follows)
         for row in self.store.open_follows():
-            self._add(row)
+            if row["id"] not in here:
+                self._add(row)
+
+    def pause(self) -> None:
+        """No longer the leader: stop following here; the follows stay open for the next leader."""
+        with self._lock:
+            self._follows.clear()
+
+    def _follow_of(self, row: Any) -> Follow:
+        namespace = self.clusters[row["cluster"]].namespace if row["cluster"] in self.clusters else "flux-system"
+        return Follow(row["id"], row["cluster"],
+                      Target(namespace, row["source"], row["kustomization"], row["tag"], row["expected"], row["merge"]),
+                      row["channel"], row["thread_ts"], row["started"], int(row["requested"] or 0),
+                      row["running"], row["reported"])
 
     def _add(self, row: Any) -> None:
-        namespace = self.clusters[row["cluster"]].namespace if row["cluster"] in self.clusters else "flux-system"
-        follow = Follow(row["id"], row["cluster"],
-                        Target(namespace, row["source"], row["kustomization"], row["tag"], row["expected"],
-                               row["merge"]),
-                        row["channel"], row["thread_ts"], row["started"], int(row["requested"] or 0),
-                        row["running"], row["reported"])
+        follow = self._follow_of(row)
         with self._lock:
             self._follows[follow.id] = follow
             if self._thread is None or not self._thread.is_alive():

@@ -29,8 +29,8 @@ def home_view(bot: Any, user: str, now: float, names: Names) -> dict[str, Any]:
                      behind(repo, cluster), f"#{pr.number}" if pr else "", f"by {person(frozen[1])}" if frozen else ""))
     latest = repo.latest.tag if repo.latest else "(no releases)"
     messages = [Message(f"Fleet: {len(repo.clusters)} clusters · latest release {latest}", table=tuple(rows))]
-    mine = bot.store.query("SELECT text, channel FROM confirmations WHERE user = ? AND state = 'pending' AND expires > ?"
-                           " ORDER BY created", user, now)
+    mine = bot.store.query("SELECT text, channel FROM confirmations WHERE \"user\" = ? AND state = 'pending'"
+                           " AND expires > ? ORDER BY created", user, now)
     messages.append(Message(f"Waiting for your confirmation: {len(mine)}",
                             lines=tuple(f"`{row['text']}` in <#{row['channel']}>" for row in mine)))
     gates = bot.store.pending_gates()

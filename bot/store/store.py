@@ -1,166 +1,37 @@
-"""Durable state in SQLite: local pull requests and the audit log.
+"""The store: journal, gates, threads, follows, outbox, audit; on SQLite or PostgreSQL.
 
-One file under the state dir; it survives restarts. Each call opens its own short transaction, so
-the store is safe to share between threads.
+Each call is its own short transaction, so one Store is shared by every thread, and on PostgreSQL
+by every replica: what must happen once (a delivery, a confirmation, a claim, a gate decision) is
+decided by the database (unique keys, conditional updates, row locks), never by process memory.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import os
+import re
+import socket
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS local_prs (
-    number INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'merged')),
-    author TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    head TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    merge_commit TEXT
-);
--- one open change per cluster, enforced by the database as well as by the planner
-CREATE UNIQUE INDEX IF NOT EXISTS one_open_pr_per_cluster ON local_prs(cluster) WHERE state = 'open';
--- every webhook or chat delivery seen, so a retry or redelivery never repeats work
-CREATE TABLE IF NOT EXISTS deliveries (
-    source TEXT NOT NULL,
-    id TEXT NOT NULL,
-    at TEXT NOT NULL,
-    PRIMARY KEY (source, id)
-);
-CREATE TABLE IF NOT EXISTS confirmations (
-    id TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    text TEXT NOT NULL,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending'
-);
--- the chat thread of the request that opened a PR: later updates about the PR go there
-CREATE TABLE IF NOT EXISTS threads (
-    forge TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (forge, number)
-);
--- one change gate per PR, for its current head commit; approval is for that exact commit
-CREATE TABLE IF NOT EXISTS gates (
-    forge TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    head TEXT NOT NULL,
-    state TEXT NOT NULL,
-    description TEXT NOT NULL,
-    clusters TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    author TEXT NOT NULL,
-    request_channel TEXT,
-    request_ts TEXT,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    decided_by TEXT,
-    PRIMARY KEY (forge, number)
-);
--- what fluxbot was asked for, recorded BEFORE its PR is opened: GitHub sends `opened` while the
--- create call is still in flight, so the gate finds who asked, for which cluster and which kind of
--- change by the head branch and the exact commit fluxbot pushed, never from labels
-CREATE TABLE IF NOT EXISTS intents (
-    forge TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    sha TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (forge, branch, sha)
-);
--- the forge accounts that opened or pushed to a PR (four eyes on hand-made PRs)
-CREATE TABLE IF NOT EXISTS pr_people (
-    forge TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    login TEXT NOT NULL,
-    PRIMARY KEY (forge, number, login)
-);
-CREATE TABLE IF NOT EXISTS freezes (
-    target TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    by TEXT NOT NULL,
-    at TEXT NOT NULL
-);
--- the journal of chat requests: one still `running` after a restart is run again (idempotently)
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user TEXT NOT NULL,
-    text TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    groups TEXT NOT NULL,
-    confirmed INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    created TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    notified INTEGER NOT NULL DEFAULT 0,  -- the user was told it waits for the forge / git host
-    next_try REAL NOT NULL DEFAULT 0  -- unix time; retries back off
-);
--- reconciles being followed after a merge; `following` ones resume after a restart
-CREATE TABLE IF NOT EXISTS follows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    cluster TEXT NOT NULL,
-    expected TEXT NOT NULL,
-    tag TEXT NOT NULL,
-    source TEXT NOT NULL,
-    kustomization TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    started REAL NOT NULL,
-    requested INTEGER NOT NULL DEFAULT 0,  -- 1: the source was asked to reconcile, 2: the Kustomization too
-    state TEXT NOT NULL DEFAULT 'following',
-    merge TEXT NOT NULL DEFAULT '',  -- the merge commit the owner Kustomization must apply
-    running TEXT NOT NULL DEFAULT '',  -- the revision Flux had applied when the follow began
-    reported TEXT NOT NULL DEFAULT ''  -- a verdict already posted (failed, suspended) while it goes on
-);
--- chat posts not yet taken by Slack, in order: an answer is rendered once, then every message of it
--- is delivered exactly once (a retry resumes at the first one missing, it never re-runs the request)
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id INTEGER NOT NULL DEFAULT 0,
-    channel TEXT NOT NULL,
-    thread_ts TEXT,
-    payload TEXT NOT NULL,  -- JSON: blocks, text
-    posted_ts TEXT,  -- set once Slack took it
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try REAL NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'pending',  -- pending | posted | abandoned
-    on_posted TEXT NOT NULL DEFAULT ''  -- JSON: what to record once posted (a gate card's ts)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    user TEXT NOT NULL,
-    command TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    clusters TEXT NOT NULL DEFAULT ''  -- the clusters the request touched, comma-separated
-);
-"""
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import RowMapping
+
+from bot.store.engine import POSTGRESQL, StoreUnavailable, make_engine, store_url
+
+__all__ = ["IntegrityError", "Retention", "Row", "Store", "now"]
+
+Row = RowMapping  # rows read like dicts: row["column"]
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x666C7578  # "flux": one replica migrates, the others wait (PostgreSQL advisory lock)
 
 
 def now() -> str:
@@ -181,60 +52,134 @@ class Retention:
     max_rows: int = 100_000  # journal and delivery rows beyond this many, oldest first, go too
 
 
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@lru_cache(maxsize=512)
+def _statement(sql: str) -> Any:
+    """`?` placeholders (the style every query here is written in) as SQLAlchemy's named binds."""
+    count = iter(range(sql.count("?")))
+    return text(_PLACEHOLDER.sub(lambda _: f":p{next(count)}", sql))
+
+
+class Result:
+    """What a statement returned: rows as mappings, how many rows it changed."""
+
+    def __init__(self, rows: list[Row], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Row]:
+        return self.rows
+
+
+class Transaction:
+    """One transaction; `execute` takes SQL with `?` placeholders, as sqlite3 did."""
+
+    def __init__(self, connection: Connection, dialect: str) -> None:
+        self.connection, self.dialect = connection, dialect
+
+    @property
+    def lock(self) -> str:
+        """Appended to a SELECT whose rows the transaction then changes: SQLite's transactions already
+        hold the write lock (BEGIN IMMEDIATE); PostgreSQL locks the rows read."""
+        return " FOR UPDATE" if self.dialect == POSTGRESQL else ""
+
+    @property
+    def skip_locked(self) -> str:
+        """...and skips rows another replica holds (a work queue: each row to one claimer)."""
+        return " FOR UPDATE SKIP LOCKED" if self.dialect == POSTGRESQL else ""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        result = self.connection.execute(_statement(sql), {f"p{i}": v for i, v in enumerate(params)})
+        rows = list(result.mappings().all()) if result.returns_rows else []
+        return Result(rows, result.rowcount)
+
+    def insert(self, sql: str, params: Sequence[Any] = (), key: str = "id") -> int:
+        """Run an INSERT and return the key the database gave the row (RETURNING, on both backends)."""
+        row = self.execute(f"{sql} RETURNING {key}", params).fetchone()
+        return int(row[key]) if row else 0
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connection().executescript(_SCHEMA)
-        self._migrate()
+    def __init__(self, target: str | Path, password_env: str = "") -> None:
+        """`target`: a SQLite file path, or a `sqlite:///` or `postgresql://` URL."""
+        self.url = store_url(target, password_env)
+        self.engine = make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self.path = Path(self.url.database or "") if self.dialect != POSTGRESQL else None
+        self.owner = f"{socket.gethostname()}/{os.getpid()}"  # which replica claimed a request, for operators
+        try:
+            self._migrate()
+        except OperationalError as error:
+            self.engine.dispose()
+            raise StoreUnavailable(f"cannot open the store at {self.shown_url}: {_reason(error)}") from None
+
+    @property
+    def shown_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def shared(self) -> bool:
+        """Several replicas may use this database (PostgreSQL); SQLite is one process's own."""
+        return self.dialect == POSTGRESQL
 
     def _migrate(self) -> None:
-        """Add the columns newer versions use to a state file an older fluxbot wrote."""
-        added = {"requests": {"attempts": "INTEGER NOT NULL DEFAULT 0", "notified": "INTEGER NOT NULL DEFAULT 0",
-                              "next_try": "REAL NOT NULL DEFAULT 0"},
-                 # the base a gate was judged against, and whether its status reached the forge
-                 "gates": {"base": "TEXT NOT NULL DEFAULT ''", "reported": "INTEGER NOT NULL DEFAULT 0"},
-                 # a thread whose PR merged or closed (and was told so) is left out of catch-up
-                 "threads": {"settled": "INTEGER NOT NULL DEFAULT 0"},
-                 "audit": {"clusters": "TEXT NOT NULL DEFAULT ''"},
-                 # a follow's merge commit, what Flux ran when it began, a verdict already posted
-                 "follows": {"merge": "TEXT NOT NULL DEFAULT ''", "running": "TEXT NOT NULL DEFAULT ''",
-                             "reported": "TEXT NOT NULL DEFAULT ''"}}
-        with self.transaction() as db:
-            for table, columns in added.items():
-                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-                for column, declaration in columns.items():
-                    if column not in present:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        """Bring the database to the newest schema (Alembic), unless it is there already."""
+        with self.engine.begin() as conn:
+            if self.dialect == POSTGRESQL:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            if _current_revision(conn) == _head():
+                return
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process (what crash safety needs); only an OS crash
-            # could lose the last commits.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
+    def close(self) -> None:
+        self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+    def transaction(self) -> Iterator[Transaction]:
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            with self.engine.begin() as conn:
+                yield Transaction(conn, self.dialect)
+        except OperationalError as error:
+            # nothing of the transaction was kept: the caller refuses with this message
+            raise StoreUnavailable(f"the store ({self.shown_url}) is unavailable: {_reason(error)}") from None
 
-    def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        return self._connection().execute(sql, args).fetchall()
+    def query(self, sql: str, *args: Any) -> list[Row]:
+        with self.transaction() as db:
+            return db.execute(sql, args).fetchall()
+
+    # leader leases ------------------------------------------------------------------------------
+
+    def lead(self, name: str, holder: str, ttl: float, at: float | None = None) -> int | None:
+        """Take or renew the lease `name` for `holder`; its fencing token while held, else None.
+        The token grows whenever the lease changes hands, so a deposed leader's writes can be told."""
+        at = time.time() if at is None else at
+        with self.transaction() as db:
+            db.execute("INSERT INTO leases (name, holder, token, expires) VALUES (?, ?, 0, 0)"
+                       " ON CONFLICT (name) DO NOTHING", (name, ""))
+            row = db.execute(f"SELECT * FROM leases WHERE name = ?{db.lock}", (name,)).fetchone()
+            assert row is not None
+            if row["holder"] != holder and row["expires"] > at:
+                return None
+            token = row["token"] + (0 if row["holder"] == holder else 1)
+            db.execute("UPDATE leases SET holder = ?, token = ?, expires = ? WHERE name = ?",
+                       (holder, token, at + ttl, name))
+            return int(token)
+
+    def resign(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean stop), so another replica need not wait for it to run out."""
+        with self.transaction() as db:
+            db.execute("UPDATE leases SET expires = 0 WHERE name = ? AND holder = ?", (name, holder))
+
+    def leader(self, name: str) -> Row | None:
+        rows = self.query("SELECT * FROM leases WHERE name = ?", name)
+        return rows[0] if rows else None
 
     # deliveries, confirmations, threads ---------------------------------------------------
 
@@ -244,24 +189,24 @@ class Store:
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery; False when it was seen before (a retry or redelivery)."""
         with self.transaction() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO deliveries (source, id, at) VALUES (?, ?, ?)",
+            cursor = db.execute("INSERT INTO deliveries (source, id, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                                 (source, delivery_id, now()))
             return cursor.rowcount == 1
 
     def add_confirmation(self, cid: str, user: str, channel: str, thread_ts: str, text: str,
                          created: float, ttl: float) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO confirmations (id, user, channel, thread_ts, text, created, expires)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (cid, user, channel, thread_ts, text, created, created + ttl))
+            db.execute('INSERT INTO confirmations (id, "user", channel, thread_ts, text, created, expires)'
+                       ' VALUES (?, ?, ?, ?, ?, ?, ?)', (cid, user, channel, thread_ts, text, created, created + ttl))
 
-    def settle_confirmation(self, cid: str, user: str, at: float, outcome: str) -> tuple[str, sqlite3.Row | None]:
+    def settle_confirmation(self, cid: str, user: str, at: float, outcome: str) -> tuple[str, Row | None]:
         """Move a pending confirmation to `outcome` ('confirmed'/'cancelled') if `user` may.
 
         Returns ('ok' | 'unknown' | 'not_requester' | 'expired' | 'settled', row); atomic, so a
         double click confirms once.
         """
         with self.transaction() as db:
-            row = db.execute("SELECT * FROM confirmations WHERE id = ?", (cid,)).fetchone()
+            row = db.execute(f"SELECT * FROM confirmations WHERE id = ?{db.lock}", (cid,)).fetchone()
             if row is None:
                 return "unknown", None
             if row["state"] != "pending":
@@ -276,10 +221,10 @@ class Store:
 
     def link_thread(self, forge: str, number: int, channel: str, thread_ts: str, requester: str) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO threads (forge, number, channel, thread_ts, requester, created)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", (forge, number, channel, thread_ts, requester, now()))
+            db.execute("INSERT INTO threads (forge, number, channel, thread_ts, requester, created)"
+                       " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (forge, number, channel, thread_ts, requester, now()))
 
-    def thread_for(self, forge: str, number: int) -> sqlite3.Row | None:
+    def thread_for(self, forge: str, number: int) -> Row | None:
         rows = self.query("SELECT * FROM threads WHERE forge = ? AND number = ?", forge, number)
         return rows[0] if rows else None
 
@@ -287,12 +232,10 @@ class Store:
                   kind: str, requester: str, author: str, created: float, expires: float, base: str = "") -> None:
         """Start the gate for a PR's (new) head commit or base, replacing any earlier gate."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO gates (forge, number, head, state, description, clusters, kind, requester,"
-                " author, created, expires, base, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (forge, number, head, state, description, json.dumps(clusters), kind, requester, author, created,
-                 expires, base),
-            )
+            _replace(db, "gates", ("forge", "number"), dict(
+                forge=forge, number=number, head=head, state=state, description=description, clusters=json.dumps(clusters),
+                kind=kind, requester=requester, author=author, created=created, expires=expires, base=base, reported=0,
+                request_channel=None, request_ts=None, decided_by=None))
 
     def gate_reported(self, forge: str, number: int, head: str, state: str) -> None:
         """The forge took the gate's `state` for `head` (a failed status POST is retried until then)."""
@@ -300,30 +243,32 @@ class Store:
             db.execute("UPDATE gates SET reported = 1 WHERE forge = ? AND number = ? AND head = ? AND state = ?",
                        (forge, number, head, state))
 
-    def gates_for_head(self, forge: str, head: str) -> list[sqlite3.Row]:
+    def gates_for_head(self, forge: str, head: str) -> list[Row]:
         return self.query("SELECT * FROM gates WHERE forge = ? AND head = ?", forge, head)
 
     def record_intent(self, forge: str, branch: str, sha: str, requester: str, cluster: str, kind: str,
                       channel: str, thread_ts: str) -> None:
         """Who asked for the change fluxbot pushed as `sha` on `branch` (before its PR exists)."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO intents (forge, branch, sha, requester, cluster, kind, channel, thread_ts,"
-                       " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (forge, branch, sha, requester, cluster, kind, channel, thread_ts, now()))
+            _replace(db, "intents", ("forge", "branch", "sha"), dict(
+                forge=forge, branch=branch, sha=sha, requester=requester, cluster=cluster, kind=kind, channel=channel,
+                thread_ts=thread_ts, created=now(), at=time.time()))
 
-    def intent(self, forge: str, branch: str, sha: str) -> sqlite3.Row | None:
+    def intent(self, forge: str, branch: str, sha: str) -> Row | None:
         rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? AND sha = ?", forge, branch, sha)
         return rows[0] if rows else None
 
-    def branch_intent(self, forge: str, branch: str) -> sqlite3.Row | None:
+    def branch_intent(self, forge: str, branch: str) -> Row | None:
         """The newest intent on `branch`, whatever commit (commits pushed on top are someone else's)."""
-        rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? ORDER BY rowid DESC LIMIT 1", forge, branch)
+        rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? ORDER BY at DESC LIMIT 1", forge, branch)
         return rows[0] if rows else None
 
     def add_pr_people(self, forge: str, number: int, logins: list[str]) -> None:
         with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO pr_people (forge, number, login) VALUES (?, ?, ?)",
-                           [(forge, number, login) for login in logins if login])
+            for login in logins:
+                if login:
+                    db.execute("INSERT INTO pr_people (forge, number, login) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                               (forge, number, login))
 
     def pr_people(self, forge: str, number: int) -> frozenset[str]:
         return frozenset(r["login"] for r in self.query("SELECT login FROM pr_people WHERE forge = ? AND number = ?",
@@ -336,7 +281,7 @@ class Store:
             db.execute("UPDATE gates SET state = 'closed' WHERE forge = ? AND number = ? AND state = 'pending'",
                        (forge, number))
 
-    def gate(self, forge: str, number: int) -> sqlite3.Row | None:
+    def gate(self, forge: str, number: int) -> Row | None:
         rows = self.query("SELECT * FROM gates WHERE forge = ? AND number = ?", forge, number)
         return rows[0] if rows else None
 
@@ -354,10 +299,10 @@ class Store:
                 (state, description, by, forge, number, head))
             return cursor.rowcount == 1
 
-    def pending_gates(self) -> list[sqlite3.Row]:
+    def pending_gates(self) -> list[Row]:
         return self.query("SELECT * FROM gates WHERE state = 'pending'")
 
-    def open_threads(self, forge: str) -> list[sqlite3.Row]:
+    def open_threads(self, forge: str) -> list[Row]:
         """Threads whose PR has not been seen merged or closed yet."""
         return self.query("SELECT * FROM threads WHERE forge = ? AND settled = 0", forge)
 
@@ -366,7 +311,7 @@ class Store:
 
     def set_freeze(self, target: str, reason: str, by: str) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO freezes (target, reason, by, at) VALUES (?, ?, ?, ?)", (target, reason, by, now()))
+            _replace(db, "freezes", ("target",), dict(target=target, reason=reason, by=by, at=now()))
 
     def clear_freeze(self, target: str) -> None:
         with self.transaction() as db:
@@ -376,11 +321,11 @@ class Store:
                       started: float, in_flight: float = 120.0) -> int:
         """Journal a request; retries leave it alone for `in_flight` seconds while it runs."""
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO requests (user, text, channel, thread_ts, groups, confirmed, state, created, next_try)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now(), started + in_flight))
-            return int(cursor.lastrowid or 0)
+            return db.insert(
+                'INSERT INTO requests ("user", text, channel, thread_ts, groups, confirmed, state, created, next_try, owner)'
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (user, text, channel, thread_ts, json.dumps(sorted(groups)), int(confirmed), now(), started + in_flight,
+                 self.owner))
 
     def fix_request_text(self, request_id: int, text: str) -> None:
         """Record the request with its decision fixed (`rollback x from a to b`): what a re-run acts on."""
@@ -395,36 +340,47 @@ class Store:
         """The request waits for the forge or git host; the user has been told so. `not_before`:
         the forge asked to be left alone until then (a rate limit's retry-after)."""
         with self.transaction() as db:
-            db.execute("UPDATE requests SET notified = 1, next_try = MAX(next_try, ?) WHERE id = ?", (not_before, request_id))
+            db.execute("UPDATE requests SET notified = 1, next_try = CASE WHEN next_try > ? THEN next_try ELSE ? END"
+                       " WHERE id = ?", (not_before, not_before, request_id))
 
     def unanswered_requests(self, now: float, everything: bool = False, max_attempts: int = 10, backoff: float = 30.0,
-                            longest: float = 600.0) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
-        """(requests due for another attempt, requests given up now after `max_attempts`).
+                            longest: float = 600.0) -> tuple[list[Row], list[Row]]:
+        """Claim the requests due for another attempt; (claimed, given up now after `max_attempts`).
 
-        Each due request counts one more attempt; the next one is due after `backoff` seconds,
-        doubling per attempt up to `longest`. `everything`: all unanswered ones are due (at start,
-        when nothing of an earlier process can still be running).
+        A claim is a lease: each claimed request counts one more attempt and is left alone until its
+        next try, `backoff` seconds, doubling per attempt up to `longest`. On PostgreSQL a row another
+        replica is claiming is skipped, so each is claimed once. `everything`: all unanswered ones are
+        due (at start, when nothing of an earlier process can still be running: one process on SQLite
+        only; replicas sharing PostgreSQL wait for the leases to run out).
         """
-        cutoff = float("inf") if everything else now
+        cutoff = float("inf") if everything and not self.shared else now
         with self.transaction() as db:
             running = "state = 'running' AND next_try <= ?"
-            abandoned = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts >= ? ORDER BY id",
+            abandoned = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts >= ? ORDER BY id{db.skip_locked}",
                                    (cutoff, max_attempts)).fetchall()
-            db.execute(f"UPDATE requests SET state = 'abandoned' WHERE {running} AND attempts >= ?", (cutoff, max_attempts))
-            due = db.execute(f"SELECT * FROM requests WHERE {running} ORDER BY id", (cutoff,)).fetchall()
+            for row in abandoned:
+                db.execute("UPDATE requests SET state = 'abandoned' WHERE id = ?", (row["id"],))
+            due = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts < ? ORDER BY id{db.skip_locked}",
+                             (cutoff, max_attempts)).fetchall()
             for row in due:
                 wait = min(longest, backoff * 2 ** row["attempts"])
-                db.execute("UPDATE requests SET attempts = attempts + 1, next_try = ? WHERE id = ?", (now + wait, row["id"]))
+                db.execute("UPDATE requests SET attempts = attempts + 1, next_try = ?, owner = ? WHERE id = ?",
+                           (now + wait, self.owner, row["id"]))
         return due, abandoned
+
+    def extend_lease(self, request_id: int, until: float) -> bool:
+        """A heartbeat: the request is still being worked on here; False if it was answered meanwhile."""
+        with self.transaction() as db:
+            return db.execute("UPDATE requests SET next_try = ? WHERE id = ? AND state = 'running' AND next_try < ?",
+                              (until, request_id, until)).rowcount == 1
 
     def add_follow(self, cluster: str, expected: str, tag: str, source: str, kustomization: str,
                    channel: str, thread_ts: str, started: float, merge: str = "") -> int:
         with self.transaction() as db:
-            cursor = db.execute(
+            return db.insert(
                 "INSERT INTO follows (cluster, expected, tag, source, kustomization, channel, thread_ts, started, merge)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (cluster, expected, tag, source, kustomization, channel, thread_ts, started, merge))
-            return int(cursor.lastrowid or 0)
 
     def update_follow(self, follow_id: int, **fields: Any) -> None:
         """Record a follow's progress (`requested`, `running`, `reported`)."""
@@ -434,15 +390,15 @@ class Store:
             for column, value in fields.items():
                 db.execute(f"UPDATE follows SET {column} = ? WHERE id = ?", (value, follow_id))
 
-    def last_applied_follow(self, cluster: str) -> sqlite3.Row | None:
+    def last_applied_follow(self, cluster: str) -> Row | None:
         """The newest follow that ended with Flux having applied its tag on `cluster`."""
         rows = self.query("SELECT * FROM follows WHERE cluster = ? AND state = 'applied' ORDER BY id DESC LIMIT 1", cluster)
         return rows[0] if rows else None
 
-    def follow(self, follow_id: int) -> sqlite3.Row:
+    def follow(self, follow_id: int) -> Row:
         return self.query("SELECT * FROM follows WHERE id = ?", follow_id)[0]
 
-    def open_follows(self) -> list[sqlite3.Row]:
+    def open_follows(self) -> list[Row]:
         return self.query("SELECT * FROM follows WHERE state = 'following' ORDER BY id")
 
     def follow_requested(self, follow_id: int) -> None:
@@ -481,8 +437,8 @@ class Store:
                     f"DELETE FROM requests WHERE {done} AND id NOT IN"
                     f" (SELECT id FROM requests WHERE {done} ORDER BY id DESC LIMIT ?)", (retention.max_rows,)).rowcount
                 deleted["deliveries"] += db.execute(
-                    "DELETE FROM deliveries WHERE rowid NOT IN (SELECT rowid FROM deliveries ORDER BY at DESC, rowid DESC"
-                    " LIMIT ?)", (retention.max_rows,)).rowcount
+                    "DELETE FROM deliveries WHERE (source, id) NOT IN (SELECT source, id FROM deliveries"
+                    " ORDER BY at DESC, source DESC, id DESC LIMIT ?)", (retention.max_rows,)).rowcount
         return deleted
     # the chat outbox --------------------------------------------------------------------------
 
@@ -491,9 +447,8 @@ class Store:
         """Queue (channel, thread_ts, payload, on_posted) posts; in the same transaction mark the request
         answered (`finished`) or its user told (`deferred`), so it is never run again for them."""
         with self.transaction() as db:
-            ids = [int(db.execute("INSERT INTO outbox (request_id, channel, thread_ts, payload, on_posted)"
-                                  " VALUES (?, ?, ?, ?, ?)",
-                                  (request_id, channel, thread_ts, json.dumps(payload), on_posted)).lastrowid or 0)
+            ids = [db.insert("INSERT INTO outbox (request_id, channel, thread_ts, payload, on_posted) VALUES (?, ?, ?, ?, ?)",
+                             (request_id, channel, thread_ts, json.dumps(payload), on_posted))
                    for channel, thread_ts, payload, on_posted in posts]
             if finished:
                 db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))
@@ -501,7 +456,7 @@ class Store:
                 db.execute("UPDATE requests SET notified = 1 WHERE id = ?", (request_id,))
             return ids
 
-    def pending_posts(self, ids: list[int] | None = None) -> list[sqlite3.Row]:
+    def pending_posts(self, ids: list[int] | None = None) -> list[Row]:
         """Posts still to deliver (those given, or all not yet posted), oldest first."""
         if ids is not None:
             marks = ",".join("?" * len(ids)) or "NULL"
@@ -527,7 +482,7 @@ class Store:
                     longest: float = 600.0) -> bool:
         """Count a failed attempt and back off; True when the post is given up now."""
         with self.transaction() as db:
-            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (post_id,)).fetchone()
+            row = db.execute(f"SELECT attempts FROM outbox WHERE id = ?{db.lock}", (post_id,)).fetchone()
             attempts = (row["attempts"] if row else 0) + 1
             state = "abandoned" if attempts >= max_attempts else "pending"
             db.execute("UPDATE outbox SET attempts = ?, next_try = ?, state = ? WHERE id = ?",
@@ -539,9 +494,37 @@ class Store:
     def audit(self, user: str, command: str, outcome: str, clusters: tuple[str, ...] = (), **detail: Any) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO audit (at, user, command, outcome, detail, clusters) VALUES (?, ?, ?, ?, ?, ?)",
+                'INSERT INTO audit (at, "user", command, outcome, detail, clusters) VALUES (?, ?, ?, ?, ?, ?)',
                 (now(), user, command, outcome, json.dumps(detail, sort_keys=True, default=str), ",".join(clusters)),
             )
 
-    def audit_log(self, limit: int = 100) -> list[sqlite3.Row]:
+    def audit_log(self, limit: int = 100) -> list[Row]:
         return self.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit)
+
+
+def _reason(error: Exception) -> str:
+    """The database's own first line, without SQL or parameters (they may hold user text)."""
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [original.__class__.__name__])[0][:200]
+
+
+def _current_revision(conn: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@lru_cache(maxsize=1)
+def _head() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _replace(db: Transaction, table: str, keys: tuple[str, ...], row: Mapping[str, Any]) -> None:
+    """Insert `row`, or overwrite every given column of the row with the same keys (an upsert that
+    works alike on SQLite and PostgreSQL)."""
+    columns = list(row)
+    changes = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    db.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+               f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changes}", tuple(row.values()))
