@@ -23,7 +23,7 @@ from bot.forge.local import LocalForge
 from bot.render import to_text
 from bot.metrics import REGISTRY, RETENTION_DELETED, StoreCollector
 from bot.leader import Leadership
-from bot.store import Retention, Store
+from bot.store import Retention, Store, StoreUnavailable
 from bot.git.workspace import Workspace, WorkspaceError
 from commands.permissions import Policy
 
@@ -573,7 +573,7 @@ def _user_error(exc: Exception) -> bool:
     """A bad config or repository (said in one line), not a bug; only modules already loaded can
     have raised one, so this check imports nothing."""
     config = sys.modules.get("bot.config")
-    return isinstance(exc, WorkspaceError) or (config is not None and isinstance(exc, config.ConfigError))
+    return isinstance(exc, (WorkspaceError, StoreUnavailable)) or (config is not None and isinstance(exc, config.ConfigError))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,7 @@ class SlackSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     url: str = ""  # '' = SQLite under the state dir
+    url_env: str = ""  # ...or the URL from this variable
     password_env: str = ""  # the PostgreSQL password, read from this variable (never from the config)
 
 
@@ -159,7 +160,14 @@ class Settings:
     store: StoreSettings = field(default_factory=lambda: StoreSettings())  # `store:` where state is kept
 
     def store_target(self, state_dir: Path) -> str:
-        """The store's URL: `store.url`, else the SQLite file under the state dir."""
+        """The store's URL: `store.url` (or the variable `store.url_env` names), else the SQLite file
+        under the state dir."""
+        if self.store.url_env:
+            url = os.environ.get(self.store.url_env, "")
+            if not url:
+                raise ConfigError(f"store.url_env names ${self.store.url_env}, which is empty; set it to "
+                                  "postgresql://user@host:5432/database")
+            return url
         return self.store.url or str(Path(state_dir) / "fluxbot.db")
 
     def resolved_state_dir(self) -> Path:

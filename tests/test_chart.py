@@ -151,6 +151,8 @@ def test_the_github_token_goes_to_the_variable_the_config_names(helm: str) -> No
     (("secretKeys.SLACK_BOT_TOKEN=",), "secretKeys.SLACK_BOT_TOKEN is empty, but fluxbot needs SLACK_BOT_TOKEN"),
     (("slackMode=socket", "secretKeys.SLACK_APP_TOKEN="), "secretKeys.SLACK_APP_TOKEN is empty"),
     (("secretKeys.GITHUB_TOKEN=",), "secretKeys.GITHUB_TOKEN is empty, but fluxbot needs GITHUB_TOKEN"),
+    (("store.type=postgresql",), "secretKeys.FLUXBOT_STORE_URL is empty, but fluxbot needs FLUXBOT_STORE_URL"),
+    (("replicaCount=2",), "several replicas need store.type postgresql"),
 ])
 def test_a_required_secret_key_left_empty_fails_the_render(helm: str, sets: tuple[str, ...], message: str) -> None:
     run = render(helm, None, *sets)
@@ -330,3 +332,27 @@ def test_the_documented_secrets_hold_the_keys_the_install_reads(helm: str, tmp_p
     assert required and required <= set(secret["data"]), f"the docs' Secret lacks {required - set(secret['data'])}"
     mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     assert mounted <= {name.split("/", 1)[1] for name in created if name.startswith("Secret/")}
+
+
+def test_replicas_on_postgresql_roll_keep_a_budget_spread_and_claim_no_volume(helm: str) -> None:
+    docs = documents(helm, CHART / "ci" / "postgresql-replicas-values.yaml")
+    deployment = one(docs, "Deployment")["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert [d for d in docs if d["kind"] == "PersistentVolumeClaim"] == []
+    state = next(v for v in deployment["template"]["spec"]["volumes"] if v["name"] == "state")
+    assert state == {"name": "state", "emptyDir": {}}  # each pod its own git mirror
+    spread = deployment["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container(docs)["env"] if "valueFrom" in e}
+    assert (env["FLUXBOT_STORE_URL"], env["FLUXBOT_STORE_PASSWORD"]) == ("store-url", "store-password")
+    config = yaml.load(one(docs, "ConfigMap")["data"]["fluxbot.yaml"])
+    assert config["store"] == {"url_env": "FLUXBOT_STORE_URL", "password_env": "FLUXBOT_STORE_PASSWORD"}
+
+
+def test_one_sqlite_replica_is_replaced_not_rolled(helm: str) -> None:
+    docs = documents(helm, None)
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert [d for d in docs if d["kind"] == "PodDisruptionBudget"] == []
+    assert len([d for d in docs if d["kind"] == "PersistentVolumeClaim"]) == 1

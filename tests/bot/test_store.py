@@ -210,3 +210,20 @@ def test_during_a_database_outage_a_request_is_refused_and_nothing_is_done(examp
     assert "fluxbot cannot take requests right now" in to_text(reply)
     assert "nothing was done" in to_text(reply)
     assert branches(example_repo) == []
+
+
+def test_serve_on_an_unreachable_database_says_so_in_one_line(example_repo: Path, tmp_path: Path, slack_standin) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text("store:\n  url_env: FLUXBOT_STORE_URL\n  password_env: FLUXBOT_STORE_PASSWORD\n")
+    env = {**os.environ, "FLUXBOT_STORE_URL": "postgresql://fluxbot@127.0.0.1:1/fluxbot",
+           "FLUXBOT_STORE_PASSWORD": "hunter2-secret", "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s",
+           "FLUXBOT_SLACK_API_URL": slack_standin.api_url}
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo", str(example_repo),
+                          "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2, run.stderr
+    assert "cannot open the store at postgresql+psycopg://fluxbot:***@127.0.0.1:1/fluxbot" in run.stderr
+    assert "Traceback" not in run.stderr and "hunter2" not in run.stderr + run.stdout

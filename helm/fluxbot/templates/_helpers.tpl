@@ -52,6 +52,9 @@ kubeconfig (and context) where the Secret is mounted. */}}
 {{- end -}}
 {{- if $clusters -}}{{- $_ := set $config "clusters" $clusters -}}{{- end -}}
 {{- $_ := set $config "state_dir" "/var/lib/fluxbot" -}}
+{{- if eq .Values.store.type "postgresql" -}}
+{{- $_ := set $config "store" (dict "url_env" "FLUXBOT_STORE_URL" "password_env" "FLUXBOT_STORE_PASSWORD") -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -62,12 +65,15 @@ one with no key fails the render; its key missing from the Secret fails the pod'
 {{- $github := eq (dig "forge" "type" "local" .Values.config) "github" -}}
 {{- $app := dig "forge" "app_id" "" .Values.config -}}
 {{- $socket := eq .Values.slackMode "socket" -}}
+{{- $postgresql := eq .Values.store.type "postgresql" -}}
 {{- $wanted := list
   (dict "var" "SLACK_BOT_TOKEN" "env" "SLACK_BOT_TOKEN" "use" true "required" true)
   (dict "var" "SLACK_SIGNING_SECRET" "env" "SLACK_SIGNING_SECRET" "use" true "required" true)
   (dict "var" "SLACK_APP_TOKEN" "env" "SLACK_APP_TOKEN" "use" $socket "required" $socket)
   (dict "var" "GITHUB_TOKEN" "env" (dig "forge" "token_env" "GITHUB_TOKEN" .Values.config) "use" (and $github (not $app)) "required" (and $github (not $app)))
-  (dict "var" "GITHUB_WEBHOOK_SECRET" "env" "GITHUB_WEBHOOK_SECRET" "use" $github "required" false) -}}
+  (dict "var" "GITHUB_WEBHOOK_SECRET" "env" "GITHUB_WEBHOOK_SECRET" "use" $github "required" false)
+  (dict "var" "FLUXBOT_STORE_URL" "env" "FLUXBOT_STORE_URL" "use" $postgresql "required" $postgresql)
+  (dict "var" "FLUXBOT_STORE_PASSWORD" "env" "FLUXBOT_STORE_PASSWORD" "use" $postgresql "required" $postgresql) -}}
 {{- range $wanted }}
 {{- $key := index $.Values.secretKeys .var | default "" }}
 {{- if and .required (not $key) }}
@@ -84,4 +90,13 @@ one with no key fails the render; its key missing from the Secret fails the pod'
       {{- end }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* Several replicas share state only through PostgreSQL: refuse the render otherwise. */}}
+{{- define "fluxbot.replicas" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (ne .Values.store.type "postgresql") -}}
+{{- fail (printf "replicaCount is %d, but store.type is %s: several replicas need store.type postgresql (SQLite is one pod's file)" (int .Values.replicaCount) .Values.store.type) -}}
+{{- end -}}
+{{- .Values.replicaCount -}}
 {{- end -}}
