@@ -77,6 +77,7 @@ def build_bot(settings: Settings) -> FluxBot:
     store = Store(settings.store_target(state), settings.store.password_env)
     workspace = Workspace(settings.repo, state / "cache", settings.default_branch)
     bot = FluxBot(workspace, LocalForge(store, workspace), store, settings.productive, settings.policy)
+    bot.lease_seconds = settings.store.lease_seconds
     bot.clusters = _clusters(settings)
     bot.release_requires_green = settings.release_requires_green
     bot.layout = settings.layout
@@ -126,6 +127,7 @@ def _github_bot(settings: Settings) -> FluxBot:
                         merge_method=forge_settings.merge_method)
     holder["forge"] = forge
     bot = FluxBot(workspace, forge, store, settings.productive, settings.policy)
+    bot.lease_seconds = settings.store.lease_seconds
     bot.clusters = _clusters(settings)
     bot.release_requires_green = settings.release_requires_green
     bot.layout = settings.layout

@@ -140,6 +140,7 @@ class StoreSettings:
     url: str = ""  # '' = SQLite under the state dir
     url_env: str = ""  # ...or the URL from this variable
     password_env: str = ""  # the PostgreSQL password, read from this variable (never from the config)
+    lease_seconds: float = 120.0  # a request whose replica stopped renewing is taken over after this
 
 
 @dataclass

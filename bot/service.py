@@ -10,11 +10,12 @@ import dataclasses
 import json
 import logging
 import threading
+from contextlib import contextmanager
 import time
 import uuid
 from datetime import date
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from bot.kube import live
 from bot.kube.chain import Target
@@ -86,6 +87,10 @@ class FluxBot:
     informers: Informers | None = None  # made from `clusters` on first use (see `kube()`)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # How long a claimed request is left alone by other replicas; renewed while it runs (heartbeat)
+    lease_seconds: float = 120.0
+    _working: dict[int, int] = field(default_factory=dict, repr=False)  # request id -> runs here now
+    _heartbeat: threading.Thread | None = field(default=None, repr=False)
 
     def snapshot(self) -> RepoSnapshot:
         return RepoSnapshot(self.workspace.reader(), self.productive_overrides, self.layout)
@@ -107,13 +112,15 @@ class FluxBot:
         if not request_id:
             try:
                 request_id = self.store.begin_request(request.user, request.text, request.channel, request.thread_ts,
-                                                      sorted(request.groups), request.confirmed, time.time())
+                                                      sorted(request.groups), request.confirmed, time.time(),
+                                                      in_flight=self.lease_seconds)
             except StoreUnavailable as error:
                 # not journalled means not done: nothing may happen that a restart could not account for
                 log.error("request refused: %s", error)
                 return Response([Message("fluxbot cannot take requests right now", tone="error", lines=(
                     str(error), "nothing was done; try again in a minute"))])
-        response = self._respond(request, request_id)
+        with self._leased(request_id):
+            response = self._respond(request, request_id)
         response.request_id = request_id
         verb = request.text.split()[0].lower().lstrip("/") if request.text.split() else ""
         denied = any(m.title.startswith("you may not run") for m in response.messages)  # _authorize's refusal
@@ -125,6 +132,36 @@ class FluxBot:
         log.info("request", extra={"request_id": request_id, "user_id": request.user, "action": verb,
                                    "outcome": outcome, "prs": [pr.number for pr in response.prs]})
         return response
+
+    @contextmanager
+    def _leased(self, request_id: int) -> Iterator[None]:
+        """While the request runs here, its lease is renewed, so no other replica takes it over."""
+        with self._locks_guard:
+            self._working[request_id] = self._working.get(request_id, 0) + 1
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(target=self._beat, name="journal-heartbeat", daemon=True)
+                self._heartbeat.start()
+        try:
+            yield
+        finally:
+            with self._locks_guard:
+                self._working[request_id] -= 1
+                if not self._working[request_id]:
+                    del self._working[request_id]
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self.lease_seconds / 3)
+            with self._locks_guard:
+                working = list(self._working)
+                if not working:
+                    self._heartbeat = None  # the next request starts another
+                    return
+            for request_id in working:
+                try:
+                    self.store.extend_lease(request_id, time.time() + self.lease_seconds)
+                except StoreUnavailable:
+                    log.warning("cannot renew the lease of request %d; another replica may take it over", request_id)
 
     def finish(self, response: Response) -> None:
         """The answer reached the user: the journal entry is done (or, if pending, the user knows it waits)."""

@@ -33,13 +33,13 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from bot.github import vocabulary as gh
-from tests.standins.http import send_json
+from tests.standins.http import StandInServer, send_json
 
 # Fields of `pull-request` that the list endpoint's `pull-request-simple` does not have.
 # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests (response schema)
@@ -134,7 +134,7 @@ class GitHubStandIn:
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._waiting = 0
         self._groups = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = StandInServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

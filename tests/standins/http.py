@@ -1,9 +1,20 @@
-"""What every HTTP stand-in shares: a JSON answer with its status and headers."""
+"""What every HTTP stand-in shares: its server, and a JSON answer with its status and headers."""
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+
+class StandInServer(ThreadingHTTPServer):
+    """A thread per connection, like the real services' front ends, with a real listen backlog:
+    socketserver's default of 5 drops connections under a burst (a loaded CI machine, a test that
+    fans out), which no real API server does; the kernel retries a dropped SYN after 1, 3, 7 s, and
+    clients then time out on the stand-in, not on anything the test is about."""
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,

@@ -35,13 +35,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
 from bot.kube import flux
-from tests.standins.http import send_json
+from tests.standins.http import StandInServer, send_json
 
 PLURALS = {plural: (group, kind) for plural, (group, kind, _) in flux.KINDS.items()}
 Key = tuple[str, str, str]  # (plural, namespace, name)
@@ -83,8 +83,7 @@ class KubernetesStandIn:
         self._signals: list[dict[str, Any]] = []  # (seq, event) pushed into open watches
         self._continues: dict[str, list[dict[str, Any]]] = {}
         self.open_watches = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+        self.server = StandInServer(("127.0.0.1", 0), _handler(self))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.flux = FluxSimulation(self)
 

@@ -19,12 +19,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from bot.slack import limits
-from tests.standins.http import send_json
+from tests.standins.http import StandInServer, send_json
 
 _URL = re.compile(r"(?<![<|\w])((?:https?://)?(?:[a-z0-9-]+\.)+(?:com|org|net|io|dev|example)(?:/[^\s<>]*)?)", re.IGNORECASE)
 _CHAT = ("chat.postMessage", "chat.update", "chat.postEphemeral")
@@ -62,7 +62,7 @@ class SlackStandIn:
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}
         self._posted: set[tuple[Any, str]] = set()  # (channel, ts) of every message it took
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = StandInServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

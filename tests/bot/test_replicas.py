@@ -1,0 +1,132 @@
+"""Several `fluxbot serve` replicas on one PostgreSQL database (#19): each request answered once,
+one PR per change, Slack's retries deduplicated across replicas, and a leader that hands over."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.bot.test_serve_cli import free_port, serve
+from tests.conftest import SlackHarness, branches
+
+
+def _config(tmp_path: Path, store_url: str) -> Path:
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text(f"store:\n  url: '{store_url}'\npermissions:\n  rules:\n"
+                      "    - actions: ['*']\n      clusters: ['*']\n      users: [U_ALICE]\n")
+    return config
+
+
+class Replicas:
+    """`count` fluxbot processes, each with its own state dir (git mirror) and port, one database."""
+
+    def __init__(self, count: int, repo: Path, tmp_path: Path, slack_standin, store_url: str) -> None:
+        self.config = _config(tmp_path, store_url)
+        self.processes: list[subprocess.Popen[str]] = []
+        self.harnesses: list[SlackHarness] = []
+        self.output: list[str] = []
+        for i in range(count):
+            port = free_port()
+            process, line = serve(repo, tmp_path / f"state-{i}", slack_standin, port, "--config", str(self.config))
+            self.processes.append(process)
+            assert "serving Slack on" in line, line
+            self.harnesses.append(SlackHarness(None, port, slack_standin))
+
+    def at_once(self, calls) -> list:
+        """Run the (harness index, callable) pairs released together; their results."""
+        barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
+
+        def run(i: int, replica: int, call) -> None:
+            barrier.wait()
+            results[i] = call(self.harnesses[replica])
+
+        threads = [threading.Thread(target=run, args=(i, r, c)) for i, (r, c) in enumerate(calls)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        return results
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                self.output.append(process.communicate(timeout=30)[0])
+            except subprocess.TimeoutExpired:
+                process.kill()
+                self.output.append(process.communicate()[0])
+
+
+@pytest.fixture
+def replicas(example_repo: Path, tmp_path: Path, slack_standin, store_url: str):
+    if not store_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL; a SQLite file is one process's (the chart refuses more)")
+    made: list[Replicas] = []
+
+    def start(count: int) -> Replicas:
+        made.append(Replicas(count, example_repo, tmp_path, slack_standin, store_url))
+        return made[-1]
+
+    yield start
+    for each in made:
+        each.stop()
+    assert all("Traceback" not in out for each in made for out in each.output), made[0].output
+
+
+def test_three_replicas_answer_each_request_once_and_a_retried_event_once(replicas, slack_standin,
+                                                                         example_repo: Path) -> None:
+    fleet = replicas(3)
+    # Slack's retry of one event reaches other replicas (X-Slack-Retry-Num), all at the same moment
+    statuses = fleet.at_once([
+        (0, lambda h: h.mention("rollback demo", event_id="EvOnce", ts="1700000000.000100")[0]),
+        (1, lambda h: h.mention("rollback demo", event_id="EvOnce", ts="1700000000.000100",
+                                headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})[0]),
+        (2, lambda h: h.mention("rollback demo", event_id="EvOnce", ts="1700000000.000100",
+                                headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"})[0]),
+    ])
+    assert statuses == [200, 200, 200]
+    opened = slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "Opened: PR #1" in p["text"]],
+                                    timeout=60)
+    # six different requests spread over the replicas, two at a time on each (a slash command is one
+    # request per trigger_id: the same one twice is a duplicate, whichever replica it reaches)
+    fleet.at_once([(i % 3, lambda h, i=i: h.command("versions", channel=f"C_{i}", trigger_id=f"trigger.v{i}")[0])
+                   for i in range(6)])
+    answers = slack_standin.wait_for(
+        lambda: (lambda found: found if len(found) >= 6 else None)(
+            [p for p in slack_standin.posts() if p["channel"] in {f"C_{i}" for i in range(6)} and p.get("thread_ts")
+             and "v0.4.0" in p["text"]]), timeout=60)
+    time.sleep(1.0)  # a second answer, if one were coming, would be here by now
+    assert len([p for p in slack_standin.posts() if "Opened: PR #1" in p["text"]]) == len(opened) == 1
+    assert sorted(p["channel"] for p in answers) == [f"C_{i}" for i in range(6)]
+    assert branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
+
+
+def test_a_killed_leader_hands_over_and_the_next_one_leads(replicas, store_url: str) -> None:
+    from bot.store import Store
+
+    fleet = replicas(2)
+    store = Store(store_url)
+    try:
+        deadline = time.monotonic() + 30
+        while (store.leader("leader") is None or not store.leader("leader")["holder"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = store.leader("leader")
+        assert first is not None and first["holder"]
+        pid = int(first["holder"].rsplit("/", 1)[1])
+        leader = next(p for p in fleet.processes if p.pid == pid)
+        leader.send_signal(signal.SIGTERM)  # a clean stop resigns: the other takes over at its next renewal
+        leader.wait(30)
+        while store.leader("leader")["holder"] == first["holder"] and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        second = store.leader("leader")
+        assert second["holder"] != first["holder"] and second["token"] > first["token"]
+        assert int(second["holder"].rsplit("/", 1)[1]) in {p.pid for p in fleet.processes if p.poll() is None}
+    finally:
+        store.close()
