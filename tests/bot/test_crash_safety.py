@@ -34,6 +34,7 @@ def test_killed_mid_promotion_then_restarted(example_repo: Path, tmp_path: Path,
     assert "answered now" not in again.stdout  # answered once, not on every start
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # replicas share PostgreSQL
 @pytest.mark.parametrize("point", ["after-push", "after-pr", "before-finish"])
 def test_a_replica_killed_mid_promotion_is_finished_by_another_once_its_lease_runs_out(
         example_repo: Path, tmp_path: Path, store_url: str, point: str) -> None:
@@ -41,8 +42,6 @@ def test_a_replica_killed_mid_promotion_is_finished_by_another_once_its_lease_ru
     the request dies; the other takes the request over when the lease (2 s here) runs out."""
     import time
 
-    if not store_url.startswith("postgresql"):
-        pytest.skip("a takeover needs a database replicas share; SQLite's one process is the test above")
     config = tmp_path / "fluxbot.yaml"
     config.write_text(f"store:\n  url: '{store_url}'\n  lease_seconds: 2\n")
 

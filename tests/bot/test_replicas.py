@@ -64,10 +64,12 @@ class Replicas:
                 self.output.append(process.communicate()[0])
 
 
+# replicas share PostgreSQL; a SQLite file is one process's (the chart refuses more replicas on it)
+pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+
+
 @pytest.fixture
 def replicas(example_repo: Path, tmp_path: Path, slack_standin, store_url: str):
-    if not store_url.startswith("postgresql"):
-        pytest.skip("replicas share PostgreSQL; a SQLite file is one process's (the chart refuses more)")
     made: list[Replicas] = []
 
     def start(count: int) -> Replicas:
