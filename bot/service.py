@@ -405,7 +405,7 @@ class FluxBot:
 
     def close(self) -> None:
         """Let go of what the process holds: cluster watches and informer threads end, the forge's
-        connections and the mirror's git processes close. Called once, at shutdown."""
+        and the database's connections and the mirror's git processes close. Called at shutdown."""
         for cluster in self.clusters.values():
             getattr(cluster, "close", lambda: None)()  # tests may pass plain stand-ins
         with self._locks_guard:
@@ -414,6 +414,7 @@ class FluxBot:
             informers.stop()
         getattr(self.forge, "disconnect", lambda: None)()  # only remote forges hold connections
         self.workspace.close()
+        self.store.close()  # pooled database connections (reopened if anything still writes)
 
     def kube(self) -> Informers:
         """The informers shared by `status`, the release gate and the follower (one per cluster and kind)."""

@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from commands.model import CommandError
+from commands.yamledit import nesting_exceeds
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_-]*'
 _SEGMENT = rf'(?:{_NAME}|"[^"]+")'
@@ -65,11 +66,8 @@ def parse_value(key: str, text: str, typed: bool) -> Any:
             )
         return text
     # Counted before parsing: json's RecursionError on deep input upsets CPython's AST depth count (< 3.11.5).
-    depth = 0
-    for char in text:
-        depth += 1 if char in "[{" else -1 if char in "]}" and depth else 0
-        if depth > MAX_DEPTH:
-            raise CommandError(f"the value of `{key}` is nested deeper than {MAX_DEPTH} levels", "set a flatter value")
+    if nesting_exceeds(text, MAX_DEPTH):
+        raise CommandError(f"the value of `{key}` is nested deeper than {MAX_DEPTH} levels", "set a flatter value")
     try:
         value = json.loads(text)
     except RecursionError:

@@ -294,15 +294,23 @@ def _verify_change(before: str, after: str, document: int, key_path: Sequence[st
 def _refuse_deep_flow(text: str | bytes) -> None:
     """Refuse flow collections nested past MAX_NESTING before parsing: the parser would end in a
     RecursionError, which on CPython before 3.11.5 leaves the interpreter's AST depth count wrong."""
+    if nesting_exceeds(text, MAX_NESTING):
+        raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)")
+
+
+def nesting_exceeds(text: str | bytes, limit: int) -> bool:
+    """Whether `[`/`{` nest deeper than `limit`, counted without parsing (brackets inside strings
+    count too: only more caution). Parsers recurse, and their RecursionError must not happen."""
     data = text.encode() if isinstance(text, str) else text
     depth = 0
     for byte in data:
         if byte in b"[{":
             depth += 1
-            if depth > MAX_NESTING:
-                raise UnsafeYAML(f"the YAML is nested too deeply (fluxbot reads at most {MAX_NESTING} levels)")
-        elif byte in b"]}" and depth:  # brackets inside strings count too: only more caution
+            if depth > limit:
+                return True
+        elif byte in b"]}" and depth:
             depth -= 1
+    return False
 
 
 def _compose(text: str) -> list[Any]:

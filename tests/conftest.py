@@ -336,8 +336,11 @@ def slack_app(slack_standin, example_repo: Path, tmp_path: Path):
 
     running = []
 
-    def start(policy: Policy, repo: Path | None = None, ttl: float = 600.0, clock=None) -> SlackHarness:
-        bot = build_bot(Settings(repo=str(repo or example_repo), state_dir=tmp_path / "slack-state", policy=policy))
+    def start(policy: Policy, repo: Path | None = None, ttl: float = 600.0, clock=None, store_url: str = "") -> SlackHarness:
+        from bot.config import StoreSettings
+
+        bot = build_bot(Settings(repo=str(repo or example_repo), state_dir=tmp_path / "slack-state", policy=policy,
+                                 store=StoreSettings(url=store_url)))
         settings = SlackSettings(bot_token=SLACK_BOT_TOKEN, signing_secret=SLACK_SIGNING_SECRET,
                                  api_url=slack_standin.api_url, confirm_ttl_seconds=ttl)
         transport = SlackTransport(bot, bot.store, settings, **({"clock": clock} if clock else {}))

@@ -47,8 +47,9 @@ def boot(kube, repo: Path) -> None:
 class Flow:
     """Slack app + local forge + follower for cluster `demo` on the simulated cluster."""
 
-    def __init__(self, slack_app, slack_standin, kube, example_repo: Path, tmp_path: Path, timeout: float = 30) -> None:
-        self.harness = slack_app(POLICY)
+    def __init__(self, slack_app, slack_standin, kube, example_repo: Path, tmp_path: Path, timeout: float = 30,
+                 store_url: str = "") -> None:
+        self.harness = slack_app(POLICY, store_url=store_url)
         self.bot = self.harness.transport.bot
         self.standin, self.kube, self.repo = slack_standin, kube, example_repo
         self.bot.clusters = {"demo": connect(kube, tmp_path)}
@@ -428,3 +429,44 @@ def test_api_versions_are_discovered(helm, slack_app, slack_standin, example_rep
         flow.informers.stop()
     finally:
         kube.stop()
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # replicas share PostgreSQL
+def test_a_leader_dying_mid_follow_is_replaced_and_the_thread_gets_one_verdict(
+        slack_app, slack_standin, kube, example_repo, tmp_path, store_url) -> None:
+    import time
+
+    from bot.leader import Leadership
+    from bot.store import Store
+
+    boot(kube, example_repo)
+    flow = Flow(slack_app, slack_standin, kube, example_repo, tmp_path, store_url=store_url)  # replica A
+    first = Leadership(flow.bot.store, flow.follower.resume, flow.follower.pause, ttl=1.0, holder="replica-a").start()
+    flow.follower.leading = lambda: first.held
+    flow.kube.flux.hold(GIT, "infrastructure")  # Flux is slow: the follow is still open when A dies
+    ts = flow.run("rollback demo")
+    flow.standin.wait_for(lambda: flow.bot.store.open_follows() and flow.bot.store.open_follows()[0]["requested"] == 2)
+    first._stop.set()  # A dies: no more renewals, no resignation, its follower gone
+    flow.follower.stop()
+    flow.informers.stop()
+
+    store = Store(store_url)  # replica B: its own connections, informers and follower; the same Slack
+    informers = Informers({"demo": connect(kube, tmp_path, "demo")}, watch_timeout=2, backoff=0.05, longest=0.3)
+    follower = ReconcileFollower(flow.bot, store, informers.clusters, flow.harness.transport, timeout=30,
+                                 informers=informers, tick=0.05)
+    second = Leadership(store, follower.resume, follower.pause, ttl=1.0, holder="replica-b")
+    follower.leading = lambda: second.held
+    try:
+        second.start()
+        flow.standin.wait_for(lambda: second.renew() or second.held, timeout=10)  # once A's lease ran out
+        assert second.token > first.token
+        flow.kube.flux.hold(GIT, "infrastructure", held=False)
+        flow.wait_thread(ts, "demo runs v0.3.0")
+        follower.wait()
+        time.sleep(0.5)
+        assert len(flow.posts(ts, "demo runs v0.3.0")) == 1  # one verdict
+    finally:
+        second.stop()
+        follower.stop()
+        informers.stop()
+        store.close()
