@@ -22,6 +22,7 @@ class StoreUnavailable(Exception):
 
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
+READ_ONLY = "fluxbot_read_only"  # an execution option: a transaction that only reads
 
 
 def store_url(target: str | Path, password_env: str = "") -> URL:
@@ -64,11 +65,18 @@ def make_engine(url: URL) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                pool_size=5, max_overflow=-1)
         event.listen(engine, "connect", _sqlite_connected)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     # pre-ping: a connection the database dropped (failover, restart) is replaced, not handed out
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
                          connect_args={"connect_timeout": 10, "application_name": "fluxbot"})
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A read takes no write lock (WAL readers never wait); a transaction that may write takes it first,
+    # so read-then-write cannot deadlock with another writer
+    reading = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
 
 
 def _sqlite_connected(dbapi_connection: Any, record: Any) -> None:

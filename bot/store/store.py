@@ -25,7 +25,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import RowMapping
 
-from bot.store.engine import POSTGRESQL, StoreUnavailable, make_engine, store_url
+from bot.store.engine import POSTGRESQL, READ_ONLY, StoreUnavailable, make_engine, store_url
 
 __all__ = ["IntegrityError", "Retention", "Row", "Store", "now"]
 
@@ -142,16 +142,18 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, read_only: bool = False) -> Iterator[Transaction]:
         try:
-            with self.engine.begin() as conn:
-                yield Transaction(conn, self.dialect)
+            with self.engine.connect() as conn:
+                with conn.execution_options(**{READ_ONLY: read_only}).begin():
+                    yield Transaction(conn, self.dialect)
         except OperationalError as error:
             # nothing of the transaction was kept: the caller refuses with this message
             raise StoreUnavailable(f"the store ({self.shown_url}) is unavailable: {_reason(error)}") from None
 
     def query(self, sql: str, *args: Any) -> list[Row]:
-        with self.transaction() as db:
+        """One statement in its own transaction; a SELECT as a read (on SQLite: no write lock)."""
+        with self.transaction(read_only=sql.lstrip()[:6].upper() == "SELECT") as db:
             return db.execute(sql, args).fetchall()
 
     # leader leases ------------------------------------------------------------------------------
