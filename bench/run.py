@@ -425,11 +425,103 @@ def measure_alias_bomb() -> tuple[float, float, float]:
     return float(out[0]), float(out[1]), float(out[2])
 
 
+def measure_store(url: str, replicas: int = 3, requests: int = 300) -> dict[str, object]:
+    """The store on one backend (#19): a request journalled and answered; `replicas` stores claiming a
+    backlog at once (each request must be claimed exactly once); how long a dead leader's lease takes
+    to move to another replica (ttl 2 s)."""
+    from bot.leader import Leadership
+    from bot.store import Store
+
+    stores = [Store(url) for _ in range(replicas)]
+    try:
+        journal = []
+        for n in range(requests):
+            start = time.perf_counter()
+            stores[n % replicas].finish_request(
+                stores[n % replicas].begin_request("U", f"status {n}", "C", f"{n}.1", [], False, 0.0))
+            journal.append((time.perf_counter() - start) * 1000)
+        backlog = {stores[0].begin_request("U", f"rollback c{n}", "C", f"{n}.2", [], False, 0.0, in_flight=0.0)
+                   for n in range(requests)}
+        claimed: list[int] = []
+        start = time.perf_counter()
+
+        def drain(store: Store) -> None:
+            while True:
+                due, _ = store.unanswered_requests(now=1.0)  # leases of 30 s and more: each claim once
+                if not due:
+                    return
+                claimed.extend(row["id"] for row in due)
+
+        with ThreadPoolExecutor(max_workers=replicas) as pool:
+            list(pool.map(drain, stores))
+        claim_ms = (time.perf_counter() - start) * 1000
+        first = Leadership(stores[0], ttl=2.0, holder="a").start()
+        first._stop.set()  # dies: no renewal, no resignation
+        died = time.monotonic()
+        second = Leadership(stores[1], ttl=2.0, holder="b")
+        while not second.held:
+            second.renew()
+            time.sleep(0.02)
+        failover = time.monotonic() - died
+        return {"journal_p50_ms": round(percentile(journal, 50), 2), "journal_p99_ms": round(percentile(journal, 99), 2),
+                "claims": len(claimed), "claims_expected": len(backlog), "claims_duplicated": len(claimed) - len(set(claimed)),
+                "claims_lost": len(backlog - set(claimed)), "claim_all_ms": round(claim_ms, 1),
+                "leader_failover_s": round(failover, 2)}
+    finally:
+        for store in stores:
+            store.close()
+
+
+def postgres_schema(base: str):
+    """A PostgreSQL URL on a schema of its own, and a function that drops it; (None, reason) without a server."""
+    import uuid
+
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sqlalchemy.exc.OperationalError as error:
+        return None, str(error.orig).splitlines()[0]
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+    return f"{base}?options=-csearch_path%3D{schema}", drop
+
+
+def store_results(work: Path, postgres: str, quick: bool) -> dict[str, object]:
+    results: dict[str, object] = {}
+    count = 100 if quick else 300
+    for key, value in measure_store(f"sqlite:///{work / 'bench-store.db'}", requests=count).items():
+        results[f"store_sqlite_{key}"] = value
+    url, drop = postgres_schema(postgres)
+    if url is None:
+        results["store_postgresql"] = f"skipped: no PostgreSQL at {postgres} ({drop})"
+        return results
+    try:
+        for key, value in measure_store(url, requests=count).items():
+            results[f"store_postgresql_{key}"] = value
+    finally:
+        drop()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute on 2 cores")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", choices=["store"], help="run one section")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="a PostgreSQL for the store section (a schema of its own is made and dropped)")
     args = parser.parse_args()
+    if args.only == "store":
+        with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+            return _print(store_results(Path(tmp), args.postgres, args.quick), args.json)
     quick = args.quick
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 50 requests at once queue, by design
     results: dict[str, object] = {}
@@ -565,8 +657,14 @@ def main() -> int:
     results["alias_bomb_refused_ms"] = round(read_ms, 1)
     results["alias_bomb_edit_beside_ms"] = round(edit_ms, 1)
     results["alias_bomb_peak_rss_mb"] = round(rss, 1)
+    with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+        results.update(store_results(Path(tmp), args.postgres, quick))
+    return _print(results, args.json)
+
+
+def _print(results: dict[str, object], as_json: bool) -> int:
     results["machine"] = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
-    if args.json:
+    if as_json:
         print(json.dumps(results))
     else:
         width = max(len(k) for k in results)
