@@ -59,7 +59,7 @@ def cluster_yaml(name: str, tag: str, pin: str = "tag") -> str:
             f"    {pin}: {tag}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
             f"  name: infrastructure\n  namespace: flux-system\nspec:\n  interval: 5m\n  sourceRef:\n"
             f"    kind: GitRepository\n    name: infrastructure\n  path: ./infrastructure/\n  prune: true\n"
-            f"  postBuild:\n    substitute:\n      meta_cluster_name: \"{name}\"\n")
+            f"  postBuild:\n    substitute:\n      meta_cluster_name: \"{name}\"\n      meta_productive: \"false\"\n")
 
 
 def release_yaml(name: str, version: str) -> str:
@@ -472,6 +472,88 @@ def measure_store(url: str, replicas: int = 3, requests: int = 300) -> dict[str,
             store.close()
 
 
+def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> dict[str, object]:
+    """`replicas` `fluxbot serve` processes on one PostgreSQL: `count` promotions to `count` clusters
+    sent at once, spread over them (ack times, PRs opened, duplicates, lost), then the leader SIGKILLed
+    (time until another replica leads)."""
+    import signal
+    import socket
+
+    from bot.store import Store
+
+    url, drop = postgres_schema(base)
+    if url is None:
+        return {"replicas": f"skipped: no PostgreSQL at {base} ({drop})"}
+    repo = big_repo(work / "replicas", count + 1, 5, 3, 10)
+    config = work / "replicas.yaml"
+    config.write_text(f"store:\n  url: '{url}'\npermissions:\n  rules:\n"
+                      "    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    standin = SlackStandIn(token="xoxb-bench").start()
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
+           "FLUXBOT_SLACK_API_URL": standin.api_url}
+    processes, urls = [], []
+    store = Store(url)
+    try:
+        for i in range(replicas):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo",
+                                        str(repo), "--state", str(work / f"replica-{i}"), "--host", "127.0.0.1",
+                                        "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            processes.append(process)
+            for line in iter(process.stdout.readline, ""):
+                if "serving Slack on" in line:
+                    break
+            urls.append(f"http://127.0.0.1:{port}/slack/events")
+            threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+        latest = build_bot(Settings(repo=str(repo), state_dir=work / "replicas-reader")).snapshot().latest.tag
+
+        def promote(n: int) -> float:
+            body = urlencode({"command": "/flux", "text": f"promote {latest} to c{n:04d}", "user_id": "U_BENCH",
+                              "channel_id": f"C_{n}", "team_id": "T1", "trigger_id": f"t.replicas.{n}",
+                              "response_url": f"{standin.url}/response/r{n}"})
+            ts = str(int(time.time()))
+            request = urllib.request.Request(urls[n % replicas], data=body.encode(), method="POST", headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
+            start = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                assert reply.status == 200
+            return (time.perf_counter() - start) * 1000
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            acks = list(pool.map(promote, range(count)))
+        opened = lambda: store.query("SELECT cluster FROM local_prs WHERE state = 'open'")  # noqa: E731
+        done = wait_until(lambda: len(opened()) >= count, 300)
+        all_ms = (time.perf_counter() - start) * 1000
+        clusters = [r["cluster"] for r in opened()]
+        leader = store.leader("leader")
+        killed = next(p for p in processes if leader and leader["holder"].endswith(f"/{p.pid}"))
+        killed.send_signal(signal.SIGKILL)
+        died = time.monotonic()
+        moved = wait_until(lambda: (store.leader("leader") or {}).get("holder") not in (None, leader["holder"]), 120)
+        return {"replicas": replicas, "replicas_promotions": count, "replicas_ack_p50_ms": round(percentile(acks, 50), 1),
+                "replicas_ack_p99_ms": round(percentile(acks, 99), 1), "replicas_prs": len(clusters),
+                "replicas_duplicates": len(clusters) - len(set(clusters)),
+                "replicas_lost": count - len(set(clusters)), "replicas_all_opened_ms": round(all_ms, 1) if done else "timeout",
+                "replicas_leader_killed_failover_s": round(time.monotonic() - died, 1) if moved else "timeout"}
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        store.close()
+        standin.stop()
+        drop()
+
+
 def postgres_schema(base: str):
     """A PostgreSQL URL on a schema of its own, and a function that drops it; (None, reason) without a server."""
     import uuid
@@ -515,13 +597,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute on 2 cores")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", choices=["store"], help="run one section")
+    parser.add_argument("--only", choices=["store", "replicas"], help="run one section")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL for the store section (a schema of its own is made and dropped)")
     args = parser.parse_args()
     if args.only == "store":
         with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
             return _print(store_results(Path(tmp), args.postgres, args.quick), args.json)
+    if args.only == "replicas":
+        with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+            return _print(measure_replicas(args.postgres, Path(tmp), 20 if args.quick else 50), args.json)
     quick = args.quick
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 50 requests at once queue, by design
     results: dict[str, object] = {}
@@ -659,6 +744,7 @@ def main() -> int:
     results["alias_bomb_peak_rss_mb"] = round(rss, 1)
     with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
         results.update(store_results(Path(tmp), args.postgres, quick))
+        results.update(measure_replicas(args.postgres, Path(tmp), 20 if quick else 50))
     return _print(results, args.json)
 
 
