@@ -554,6 +554,69 @@ def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> di
         drop()
 
 
+def measure_ack_with_workers(work: Path, workers: int, acks: int = 200, running: int = 10) -> tuple[float, float]:
+    """Ack p50/p99 of a `fluxbot serve` process while `running` promotions run, with the work in the
+    serving process (`workers` 0) or in worker processes (#19)."""
+    import socket
+
+    repo = big_repo(work / f"acks-{workers}", running + 1, 20, 3, 10)
+    config = work / f"acks-{workers}.yaml"
+    config.write_text("permissions:\n  rules:\n    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    standin = SlackStandIn(token="xoxb-bench").start()
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
+           "FLUXBOT_SLACK_API_URL": standin.api_url}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo", str(repo),
+                                "--state", str(work / f"acks-state-{workers}"), "--host", "127.0.0.1", "--port",
+                                str(port), "--workers", str(workers)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        for line in iter(process.stdout.readline, ""):
+            if "serving Slack on" in line:
+                break
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        url = f"http://127.0.0.1:{port}/slack/events"
+        latest = build_bot(Settings(repo=str(repo), state_dir=work / f"acks-reader-{workers}")).snapshot().latest.tag
+        counter = iter(range(10**6))
+
+        def send(text: str) -> float:
+            n = next(counter)
+            body = urlencode({"command": "/flux", "text": text, "user_id": "U_BENCH", "channel_id": f"C_{n % 50}",
+                              "team_id": "T1", "trigger_id": f"t.acks.{n}", "response_url": f"{standin.url}/response/a{n}"})
+            ts = str(int(time.time()))
+            request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
+            start = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                assert reply.status == 200
+            return (time.perf_counter() - start) * 1000
+
+        for n in range(running):  # the promotions run while the acks are measured
+            send(f"promote {latest} to c{n:04d}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            timings = list(pool.map(lambda _: send("help"), range(acks)))
+        return round(percentile(timings, 50), 1), round(percentile(timings, 99), 1)
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        standin.stop()
+
+
+def worker_results(work: Path) -> dict[str, object]:
+    results: dict[str, object] = {}
+    for workers in (0, 2):
+        p50, p99 = measure_ack_with_workers(work, workers)
+        results[f"ack_10_promotions_workers{workers}_p50_ms"] = p50
+        results[f"ack_10_promotions_workers{workers}_p99_ms"] = p99
+    return results
+
+
 def postgres_schema(base: str):
     """A PostgreSQL URL on a schema of its own, and a function that drops it; (None, reason) without a server."""
     import uuid
@@ -597,13 +660,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute on 2 cores")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", choices=["store", "replicas"], help="run one section")
+    parser.add_argument("--only", choices=["store", "replicas", "workers"], help="run one section")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL for the store section (a schema of its own is made and dropped)")
     args = parser.parse_args()
     if args.only == "store":
         with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
             return _print(store_results(Path(tmp), args.postgres, args.quick), args.json)
+    if args.only == "workers":
+        with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+            return _print(worker_results(Path(tmp)), args.json)
     if args.only == "replicas":
         with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
             return _print(measure_replicas(args.postgres, Path(tmp), 20 if args.quick else 50), args.json)
@@ -745,6 +811,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
         results.update(store_results(Path(tmp), args.postgres, quick))
         results.update(measure_replicas(args.postgres, Path(tmp), 20 if quick else 50))
+        results.update(worker_results(Path(tmp)))
     return _print(results, args.json)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
 import getpass
 import logging
 import os
@@ -188,27 +190,47 @@ def _print(bot: FluxBot, response: Response) -> None:
     bot.finish(response)
 
 
-def _serve(args: argparse.Namespace) -> int:
+@dataclass
+class Wired:
+    """What `serve` and its workers run: the bot, its Slack transport, the follower, leadership, the gate."""
+
+    settings: Settings
+    slack: Any
+    client: Any
+    bot: FluxBot
+    transport: Any
+    follower: Any
+    leadership: Leadership
+    webhook: Any
+
+
+WORKER_STORE = "FLUXBOT_WORKER_STORE"  # the store URL `serve --workers` hands its workers
+
+
+def _wire(args: argparse.Namespace, command: str) -> Wired | int:
+    """Settings from the config, the environment and the flags, checked; everything wired. An int: the
+    exit code of a refusal already printed."""
     from bot.config import SlackSettings, load_settings
     from bot.kube.follower import ReconcileFollower
-    from bot.server import build_server, stop_server
     from bot.slack import SlackTransport, slack_token_problem, web_client
 
     settings = load_settings(args.config)
     settings.repo = args.repo or settings.repo
     if args.state:
         settings.state_dir = Path(args.state)
+    if command == "work" and os.environ.get(WORKER_STORE):
+        settings.store = dataclasses.replace(settings.store, url=os.environ[WORKER_STORE], url_env="")
     if not settings.repo and settings.forge.type != "github":
-        print("fluxbot serve needs a repository: --repo PATH or `repo:` in the config file", file=sys.stderr)
+        print(f"fluxbot {command} needs a repository: --repo PATH or `repo:` in the config file", file=sys.stderr)
         return 2
     slack = SlackSettings.from_env(settings.confirm_ttl_seconds)
     slack.ephemeral_reads = settings.slack_ephemeral_reads
     missing = [name for name, value in (("SLACK_BOT_TOKEN", slack.bot_token), ("SLACK_SIGNING_SECRET", slack.signing_secret))
                if not value]
-    if args.socket_mode and not slack.app_token:
+    if getattr(args, "socket_mode", False) and not slack.app_token:
         missing.append("SLACK_APP_TOKEN")
     if missing:
-        print(f"fluxbot serve needs {', '.join(missing)} in the environment", file=sys.stderr)
+        print(f"fluxbot {command} needs {', '.join(missing)} in the environment", file=sys.stderr)
         return 2
     REDACTOR.add(slack.bot_token, slack.signing_secret, slack.app_token)
     client = web_client(slack)
@@ -222,7 +244,22 @@ def _serve(args: argparse.Namespace) -> int:
     bot.merge_hooks.append(follower.on_merged)
     leadership = Leadership(bot.store, on_elected=follower.resume, on_deposed=follower.pause)
     follower.leading = lambda: leadership.held
+    # the gate is wired in workers too: its merge guard must hold for a merge a worker runs
     webhook = _change_gate(settings, bot, transport, leadership)
+    return Wired(settings, slack, client, bot, transport, follower, leadership, webhook)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.server import build_server, stop_server
+    from bot.slack import slack_token_problem
+
+    wired = _wire(args, "serve")
+    if isinstance(wired, int):
+        return wired
+    settings, slack, client, bot = wired.settings, wired.slack, wired.client, wired.bot
+    transport, follower, leadership, webhook = wired.transport, wired.follower, wired.leadership, wired.webhook
+    workers = _start_workers(args, bot) if args.workers else []
+    transport.queue_only = bool(workers)
     probes = {
         "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
         "forge": lambda: (bot.forge.open_prs(), "")[1],
@@ -264,8 +301,46 @@ def _serve(args: argparse.Namespace) -> int:
         transport.close()  # answers already acked are delivered before the process ends
         leadership.stop()  # another replica takes over the follows now, not when the lease runs out
         follower.stop()
+        _stop_workers(workers)
         bot.close()  # informer threads end before the interpreter does (daemon threads writing at exit abort it)
     logging.getLogger(__name__).info("stopped")
+    return 0
+
+
+def _start_workers(args: argparse.Namespace, bot: FluxBot) -> list[subprocess.Popen[bytes]]:
+    """`--workers N`: N `fluxbot work` processes on this process's store, each with its own git
+    mirror, so the work never shares an interpreter with the acks."""
+    state = bot.workspace.cache_dir.parent
+    common = [part for flag in ("--config", "--repo") if getattr(args, flag[2:]) for part in (flag, getattr(args, flag[2:]))]
+    # this process's store, through the environment: a URL may hold a password, never put in argv
+    env = {**os.environ, WORKER_STORE: bot.store.url.render_as_string(hide_password=False)}
+    return [subprocess.Popen([sys.executable, "-m", "bot.cli", "work", *common, "--state", str(state / f"worker-{i}")],
+                             env=env) for i in range(args.workers)]
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.terminate()  # each finishes the request it runs, then exits
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _work(args: argparse.Namespace) -> int:
+    """A worker: claims journalled requests, runs them and posts their answers; serves nothing."""
+    wired = _wire(args, "work")
+    if isinstance(wired, int):
+        return wired
+    stop = _stop_on_signals()
+    logging.getLogger(__name__).info("working off the journal")
+    try:
+        wired.transport.work(stop)
+    finally:
+        wired.transport.close()
+        wired.follower.stop()
+        wired.bot.close()
     return 0
 
 
@@ -550,7 +625,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--repo", help="the mono-repo, when there is no config file")
     serve.add_argument("--state", help="state dir (SQLite, git cache)")
     serve.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
+    serve.add_argument("--workers", type=int, default=0,
+                       help="run requests in N worker processes; this one only verifies, journals and acks")
     serve.set_defaults(run=_serve)
+    work = sub.add_parser("work", help="a worker of `serve --workers`: runs journalled requests (started by serve)")
+    work.add_argument("--repo", help="the mono-repo, when there is no config file")
+    work.add_argument("--state", help="state dir (git cache)")
+    work.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
+    work.set_defaults(run=_work)
     check = sub.add_parser("check-config", help="validate the config; --online also tries Slack and the forge")
     check.add_argument("--config", help="fluxbot.yaml (default: $FLUXBOT_CONFIG)")
     check.add_argument("--repo", help="the mono-repo, when the config has none")

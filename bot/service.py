@@ -174,15 +174,16 @@ class FluxBot:
             self.store.finish_request(response.request_id)
 
     def recover(self, everything: bool = False, now: float | None = None,
-                max_attempts: int = 10) -> list[tuple[Request, Response]]:
+                max_attempts: int = 10, limit: int = 0) -> list[tuple[Request, Response]]:
         """Run again the requests that are due: left unanswered by a crash or an outage, or waiting
         for the forge. The transport delivers and finishes them. `everything`: at start."""
-        return self.rerun(self.claim(everything, now, max_attempts))
+        return self.rerun(self.claim(everything, now, max_attempts, limit))
 
-    def claim(self, everything: bool = False, now: float | None = None, max_attempts: int = 10) -> Claimed:
+    def claim(self, everything: bool = False, now: float | None = None, max_attempts: int = 10, limit: int = 0) -> Claimed:
         """The journalled requests due now, and those given up, claimed (no later claim returns them).
         `fluxbot serve` claims before it listens, so a new request is never run twice at start."""
-        return self.store.unanswered_requests(time.time() if now is None else now, everything, max_attempts)
+        return self.store.unanswered_requests(time.time() if now is None else now, everything, max_attempts,
+                                              limit=limit)
 
     def rerun(self, claimed: Claimed) -> list[tuple[Request, Response]]:
         """Run claimed requests again; given-up ones get their last word."""

@@ -217,6 +217,9 @@ class SlackTransport:
         self.pacer = pacer or Pacer()
         self.max_post_attempts = max_post_attempts
         self.gate: Any = None  # a ChangeGate, when the change gate is configured
+        # `serve --workers N`: requests are journalled and left to the worker processes, which claim
+        # and run them (`fluxbot work`); this process only verifies, deduplicates, journals and acks
+        self.queue_only = False
         self.problems: dict[str, str] = {}  # channel -> the last reason Slack refused a post there
         self._bot_user_id = ""
         # Work runs here, not on Bolt's listener threads: those must stay free to ack new requests
@@ -405,6 +408,9 @@ class SlackTransport:
                     log.warning("could not tell the user that the channel is unreachable")
             return
         groups, unknown = self.directory.lookup(user, self.bot.policy.groups)
+        if self.queue_only:
+            self.store.begin_request(user, text, channel, root, sorted(groups), False, self.clock(), in_flight=0.0)
+            return  # due at once: the next worker to look claims it
         response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True, thread_ts=root))
         self._deliver(_unknown_groups(response, unknown), text, user, channel, root)
 
@@ -422,14 +428,25 @@ class SlackTransport:
                     log.error("chat.postEphemeral failed: %s", error.response.get("error"))
         self.bot.finish(response)
 
+    def work(self, stop: Any, every: float = 0.05) -> None:
+        """A worker process's loop: claim what is due in the journal, run it, deliver the answers."""
+        while not stop.is_set():
+            try:
+                if self.store.due(self.clock()):  # a read first: an idle worker takes no write lock
+                    self.recover(limit=1)  # one at a time: the other workers take the rest
+            except Exception:
+                log.exception("working off the journal failed; trying again")
+            stop.wait(every)
+
     def recover(self, everything: bool = False, now: float | None = None, max_attempts: int = 10,
-                claimed: Any = None) -> None:
+                claimed: Any = None, limit: int = 0) -> None:
         """Deliver posts Slack did not take yet, then answer the requests that are due again (crash, outage);
         `claimed`: the ones `bot.claim` returned earlier."""
         if everything or claimed is not None:  # at start: what a dead process was sending is pending again
             self.store.release_posts()
         self.flush(now=now)
-        pairs = self.bot.rerun(claimed) if claimed is not None else self.bot.recover(everything, now, max_attempts)
+        pairs = (self.bot.rerun(claimed) if claimed is not None
+                 else self.bot.recover(everything, now, max_attempts, limit))
         for request, response in pairs:
             self._deliver(response, request.text, request.user, request.channel, request.thread_ts)
 

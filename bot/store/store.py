@@ -346,14 +346,15 @@ class Store:
                        " WHERE id = ?", (not_before, not_before, request_id))
 
     def unanswered_requests(self, now: float, everything: bool = False, max_attempts: int = 10, backoff: float = 30.0,
-                            longest: float = 600.0) -> tuple[list[Row], list[Row]]:
+                            longest: float = 600.0, limit: int = 0) -> tuple[list[Row], list[Row]]:
         """Claim the requests due for another attempt; (claimed, given up now after `max_attempts`).
 
         A claim is a lease: each claimed request counts one more attempt and is left alone until its
         next try, `backoff` seconds, doubling per attempt up to `longest`. On PostgreSQL a row another
         replica is claiming is skipped, so each is claimed once. `everything`: all unanswered ones are
         due (at start, when nothing of an earlier process can still be running: one process on SQLite
-        only; replicas sharing PostgreSQL wait for the leases to run out).
+        only; replicas sharing PostgreSQL wait for the leases to run out). `limit`: claim at most that
+        many (a worker takes one at a time, so the others get the rest).
         """
         cutoff = float("inf") if everything and not self.shared else now
         with self.transaction() as db:
@@ -362,13 +363,18 @@ class Store:
                                    (cutoff, max_attempts)).fetchall()
             for row in abandoned:
                 db.execute("UPDATE requests SET state = 'abandoned' WHERE id = ?", (row["id"],))
-            due = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts < ? ORDER BY id{db.skip_locked}",
-                             (cutoff, max_attempts)).fetchall()
+            due = db.execute(f"SELECT * FROM requests WHERE {running} AND attempts < ? ORDER BY id"
+                             f"{' LIMIT ?' if limit else ''}{db.skip_locked}",
+                             (cutoff, max_attempts, *((limit,) if limit else ()))).fetchall()
             for row in due:
                 wait = min(longest, backoff * 2 ** row["attempts"])
                 db.execute("UPDATE requests SET attempts = attempts + 1, next_try = ?, owner = ? WHERE id = ?",
                            (now + wait, self.owner, row["id"]))
         return due, abandoned
+
+    def due(self, now: float) -> bool:
+        """Whether any request waits to be claimed (a read: no lock, for workers polling)."""
+        return bool(self.query("SELECT 1 FROM requests WHERE state = 'running' AND next_try <= ? LIMIT 1", now))
 
     def extend_lease(self, request_id: int, until: float) -> bool:
         """A heartbeat: the request is still being worked on here; False if it was answered meanwhile."""

@@ -357,3 +357,36 @@ def test_the_server_answers_when_the_process_holds_more_than_1024_descriptors() 
     finally:
         for fd in held:
             os.close(fd)
+
+
+def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(example_repo: Path, slack_standin,
+                                                                          tmp_path: Path) -> None:
+    """#19: `--workers 2`: the serving process verifies, deduplicates, journals and acks; two worker
+    processes claim the requests and answer them, so the work never shares the acks' interpreter."""
+    from bot.store import Store
+
+    config = tmp_path / "fluxbot.yaml"
+    config.write_text("permissions:\n  rules:\n    - actions: ['*']\n      clusters: ['*']\n      users: [U_ALICE]\n")
+    port = free_port()
+    process, line = serve(example_repo, tmp_path / "state", slack_standin, port, "--workers", "2", "--config",
+                          str(config))
+    try:
+        assert "serving Slack on" in line, line
+        harness = SlackHarness(None, port, slack_standin)
+        assert harness.command("rollback demo")[0] == 200
+        assert harness.command("versions", channel="C_OTHER")[0] == 200
+        slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "Opened: PR #1" in p["text"]], timeout=60)
+        slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if p["channel"] == "C_OTHER"
+                                        and p.get("thread_ts") and "v0.4.0" in p["text"]], timeout=60)
+        store = Store(tmp_path / "state" / "fluxbot.db")
+        rows = store.query("SELECT text, state, owner FROM requests ORDER BY id")
+        store.close()
+        assert [(r["text"], r["state"]) for r in rows] == [("rollback demo from v0.4.0 to v0.3.0", "answered"),
+                                                           ("versions", "answered")]
+        owners = {int(r["owner"].rsplit("/", 1)[1]) for r in rows}
+        assert process.pid not in owners and len(owners) >= 1  # run by worker processes, not by serve
+        assert branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=60)[0]
+    assert "Traceback" not in output
