@@ -338,6 +338,7 @@ def test_replicas_on_postgresql_roll_keep_a_budget_spread_and_claim_no_volume(he
     docs = documents(helm, CHART / "ci" / "postgresql-replicas-values.yaml")
     deployment = one(docs, "Deployment")["spec"]
     assert deployment["replicas"] == 3
+    assert "--workers=2" in container(docs)["args"]
     assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert [d for d in docs if d["kind"] == "PersistentVolumeClaim"] == []
