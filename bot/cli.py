@@ -334,6 +334,9 @@ def _work(args: argparse.Namespace) -> int:
     if isinstance(wired, int):
         return wired
     stop = _stop_on_signals()
+    # Below the serving process on the CPU: an ack waiting for a core behind a render is what the
+    # workers exist to avoid (raising one's own niceness needs no privilege)
+    os.nice(10)
     logging.getLogger(__name__).info("working off the journal")
     try:
         wired.transport.work(stop)

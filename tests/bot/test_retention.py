@@ -1,4 +1,5 @@
-"""Retention (#20): the audit, the journal and delivery IDs do not grow forever; the audit is kept longest."""
+"""Retention (#20): the audit, the journal and delivery IDs do not grow forever; the audit is kept longest.
+On SQLite and on PostgreSQL (#19)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -14,8 +15,8 @@ def _aged(store: Store, table: str, column: str, days: float) -> None:
     store.query(f"UPDATE {table} SET {column} = ?", at)
 
 
-def test_old_rows_go_by_age_the_audit_stays_longest_and_the_journal_is_never_cut(tmp_path: Path) -> None:
-    store = Store(tmp_path / "fluxbot.db")
+def test_old_rows_go_by_age_the_audit_stays_longest_and_the_journal_is_never_cut(store_url: str) -> None:
+    store = Store(store_url)
     answered = store.begin_request("U1", "status", "C1", "1.1", [], False, 0.0)
     store.finish_request(answered)
     running = store.begin_request("U1", "promote v1 to a", "C1", "1.2", [], False, 0.0)  # still in the journal
@@ -34,8 +35,8 @@ def test_old_rows_go_by_age_the_audit_stays_longest_and_the_journal_is_never_cut
     assert store.prune(Retention())["audit"] == 1 and store.audit_log() == []
 
 
-def test_rows_beyond_the_size_cap_go_oldest_first(tmp_path: Path) -> None:
-    store = Store(tmp_path / "fluxbot.db")
+def test_rows_beyond_the_size_cap_go_oldest_first(store_url: str) -> None:
+    store = Store(store_url)
     for n in range(5):
         store.finish_request(store.begin_request("U1", f"status {n}", "C1", f"1.{n}", [], False, 0.0))
         store.first_delivery("slack", f"e{n}")
