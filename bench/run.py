@@ -608,6 +608,71 @@ def measure_ack_with_workers(work: Path, workers: int, acks: int = 200, running:
         standin.stop()
 
 
+def measure_owner_failover(base: str, work: Path, lease: float = 10.0) -> dict[str, object]:
+    """Two `serve` replicas on PostgreSQL (`store.lease_seconds` 10); the one a rollback reaches
+    SIGKILLs itself right after pushing the branch (the `after-push` failpoint). Time from its death
+    to the answer in the thread, given by the other replica: one PR."""
+    import socket
+
+    from bot.store import Store
+
+    url, drop = postgres_schema(base)
+    if url is None:
+        return {"owner_failover": f"skipped: no PostgreSQL at {base} ({drop})"}
+    repo = write_example_repo(work / "owner-failover")
+    config = work / "owner-failover.yaml"
+    config.write_text(f"store:\n  url: '{url}'\n  lease_seconds: {lease}\npermissions:\n  rules:\n"
+                      "    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    standin = SlackStandIn(token="xoxb-bench").start()
+    processes, urls = [], []
+    store = Store(url)
+    try:
+        for i, failpoint in enumerate(("after-push", "")):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
+                   "FLUXBOT_SLACK_API_URL": standin.api_url, "FLUXBOT_FAILPOINT": failpoint}
+            process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo",
+                                        str(repo), "--state", str(work / f"owner-{i}"), "--host", "127.0.0.1",
+                                        "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            processes.append(process)
+            for line in iter(process.stdout.readline, ""):
+                if "serving Slack on" in line:
+                    break
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            urls.append(f"http://127.0.0.1:{port}/slack/events")
+        body = urlencode({"command": "/flux", "text": "rollback demo", "user_id": "U_BENCH",
+                          "channel_id": "C_BENCH", "team_id": "T1", "trigger_id": "t.owner",
+                          "response_url": f"{standin.url}/response/owner"})
+        ts = str(int(time.time()))
+        urllib.request.urlopen(urllib.request.Request(urls[0], data=body.encode(), method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)}), timeout=10)
+        if not wait_until(lambda: processes[0].poll() is not None, 60):
+            return {"owner_failover": "the failpoint did not fire"}
+        died = time.monotonic()
+        answered = wait_until(lambda: any("Opened" in p["text"] for p in standin.posts()), 180)
+        prs = store.query("SELECT count(*) AS n FROM local_prs")[0]["n"]
+        return {"owner_failover_s": round(time.monotonic() - died, 1) if answered else "timeout",
+                "owner_failover_lease_s": lease, "owner_failover_answers": sum(
+                    1 for p in standin.posts() if "Opened" in p["text"]),
+                "owner_failover_prs": prs}
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        store.close()
+        standin.stop()
+        drop()
+
+
 def worker_results(work: Path) -> dict[str, object]:
     results: dict[str, object] = {}
     for workers in (0, 2):
@@ -660,13 +725,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute on 2 cores")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", choices=["store", "replicas", "workers"], help="run one section")
+    parser.add_argument("--only", choices=["store", "replicas", "workers", "failover"], help="run one section")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL for the store section (a schema of its own is made and dropped)")
     args = parser.parse_args()
     if args.only == "store":
         with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
             return _print(store_results(Path(tmp), args.postgres, args.quick), args.json)
+    if args.only == "failover":
+        with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
+            return _print(measure_owner_failover(args.postgres, Path(tmp)), args.json)
     if args.only == "workers":
         with tempfile.TemporaryDirectory(prefix="fluxbot-bench-") as tmp:
             return _print(worker_results(Path(tmp)), args.json)
@@ -812,6 +880,7 @@ def main() -> int:
         results.update(store_results(Path(tmp), args.postgres, quick))
         results.update(measure_replicas(args.postgres, Path(tmp), 20 if quick else 50))
         results.update(worker_results(Path(tmp)))
+        results.update(measure_owner_failover(args.postgres, Path(tmp)))
     return _print(results, args.json)
 
 
