@@ -472,12 +472,62 @@ def measure_store(url: str, replicas: int = 3, requests: int = 300) -> dict[str,
             store.close()
 
 
+def serve_process(config: Path, repo: Path, state: Path, standin: SlackStandIn, *flags: str,
+                  **env: str) -> tuple[subprocess.Popen[str], str]:
+    """`fluxbot serve` on a free port, once it listens; the process and its Slack events URL."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
+                   "FLUXBOT_SLACK_API_URL": standin.api_url, **env}
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo", str(repo),
+                                "--state", str(state), "--host", "127.0.0.1", "--port", str(port), *flags],
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    for line in iter(process.stdout.readline, ""):
+        if "serving Slack on" in line:
+            break
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+    return process, f"http://127.0.0.1:{port}/slack/events"
+
+
+def slash(url: str, text: str, trigger: str, channel: str, standin: SlackStandIn) -> float:
+    """A signed `/flux` request from U_BENCH; the ms until it was acked."""
+    body = urlencode({"command": "/flux", "text": text, "user_id": "U_BENCH", "channel_id": channel, "team_id": "T1",
+                      "trigger_id": trigger, "response_url": f"{standin.url}/response/{trigger}"})
+    ts = str(int(time.time()))
+    request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200
+    return (time.perf_counter() - start) * 1000
+
+
+def stop_processes(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _everyone(store_url: str = "", lease: float = 0) -> str:
+    """A fluxbot.yaml letting U_BENCH do anything, on the given store."""
+    store = f"store:\n  url: '{store_url}'\n" + (f"  lease_seconds: {lease}\n" if lease else "") if store_url else ""
+    return store + "permissions:\n  rules:\n    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n"
+
+
 def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> dict[str, object]:
     """`replicas` `fluxbot serve` processes on one PostgreSQL: `count` promotions to `count` clusters
     sent at once, spread over them (ack times, PRs opened, duplicates, lost), then the leader SIGKILLed
     (time until another replica leads)."""
     import signal
-    import socket
 
     from bot.store import Store
 
@@ -486,46 +536,20 @@ def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> di
         return {"replicas": f"skipped: no PostgreSQL at {base} ({drop})"}
     repo = big_repo(work / "replicas", count + 1, 5, 3, 10)
     config = work / "replicas.yaml"
-    config.write_text(f"store:\n  url: '{url}'\npermissions:\n  rules:\n"
-                      "    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    config.write_text(_everyone(url))
     standin = SlackStandIn(token="xoxb-bench").start()
-    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
-           "FLUXBOT_SLACK_API_URL": standin.api_url}
     processes, urls = [], []
     store = Store(url)
     try:
         for i in range(replicas):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo",
-                                        str(repo), "--state", str(work / f"replica-{i}"), "--host", "127.0.0.1",
-                                        "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            process, events = serve_process(config, repo, work / f"replica-{i}", standin)
             processes.append(process)
-            for line in iter(process.stdout.readline, ""):
-                if "serving Slack on" in line:
-                    break
-            urls.append(f"http://127.0.0.1:{port}/slack/events")
-            threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+            urls.append(events)
         latest = build_bot(Settings(repo=str(repo), state_dir=work / "replicas-reader")).snapshot().latest.tag
-
-        def promote(n: int) -> float:
-            body = urlencode({"command": "/flux", "text": f"promote {latest} to c{n:04d}", "user_id": "U_BENCH",
-                              "channel_id": f"C_{n}", "team_id": "T1", "trigger_id": f"t.replicas.{n}",
-                              "response_url": f"{standin.url}/response/r{n}"})
-            ts = str(int(time.time()))
-            request = urllib.request.Request(urls[n % replicas], data=body.encode(), method="POST", headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
-            start = time.perf_counter()
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                assert reply.status == 200
-            return (time.perf_counter() - start) * 1000
-
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=count) as pool:
-            acks = list(pool.map(promote, range(count)))
+            acks = list(pool.map(lambda n: slash(urls[n % replicas], f"promote {latest} to c{n:04d}",
+                                                 f"t.replicas.{n}", f"C_{n}", standin), range(count)))
         opened = lambda: store.query("SELECT cluster FROM local_prs WHERE state = 'open'")  # noqa: E731
         done = wait_until(lambda: len(opened()) >= count, 300)
         all_ms = (time.perf_counter() - start) * 1000
@@ -541,14 +565,7 @@ def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> di
                 "replicas_lost": count - len(set(clusters)), "replicas_all_opened_ms": round(all_ms, 1) if done else "timeout",
                 "replicas_leader_killed_failover_s": round(time.monotonic() - died, 1) if moved else "timeout"}
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         store.close()
         standin.stop()
         drop()
@@ -557,54 +574,20 @@ def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> di
 def measure_ack_with_workers(work: Path, workers: int, acks: int = 200, running: int = 10) -> tuple[float, float]:
     """Ack p50/p99 of a `fluxbot serve` process while `running` promotions run, with the work in the
     serving process (`workers` 0) or in worker processes (#19)."""
-    import socket
-
     repo = big_repo(work / f"acks-{workers}", running + 1, 20, 3, 10)
     config = work / f"acks-{workers}.yaml"
-    config.write_text("permissions:\n  rules:\n    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    config.write_text(_everyone())
     standin = SlackStandIn(token="xoxb-bench").start()
-    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
-           "FLUXBOT_SLACK_API_URL": standin.api_url}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo", str(repo),
-                                "--state", str(work / f"acks-state-{workers}"), "--host", "127.0.0.1", "--port",
-                                str(port), "--workers", str(workers)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    process, url = serve_process(config, repo, work / f"acks-state-{workers}", standin, "--workers", str(workers))
     try:
-        for line in iter(process.stdout.readline, ""):
-            if "serving Slack on" in line:
-                break
-        threading.Thread(target=process.stdout.read, daemon=True).start()
-        url = f"http://127.0.0.1:{port}/slack/events"
         latest = build_bot(Settings(repo=str(repo), state_dir=work / f"acks-reader-{workers}")).snapshot().latest.tag
-        counter = iter(range(10**6))
-
-        def send(text: str) -> float:
-            n = next(counter)
-            body = urlencode({"command": "/flux", "text": text, "user_id": "U_BENCH", "channel_id": f"C_{n % 50}",
-                              "team_id": "T1", "trigger_id": f"t.acks.{n}", "response_url": f"{standin.url}/response/a{n}"})
-            ts = str(int(time.time()))
-            request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
-            start = time.perf_counter()
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                assert reply.status == 200
-            return (time.perf_counter() - start) * 1000
-
         for n in range(running):  # the promotions run while the acks are measured
-            send(f"promote {latest} to c{n:04d}")
+            slash(url, f"promote {latest} to c{n:04d}", f"t.promote.{n}", f"C_{n}", standin)
         with ThreadPoolExecutor(max_workers=4) as pool:
-            timings = list(pool.map(lambda _: send("help"), range(acks)))
+            timings = list(pool.map(lambda n: slash(url, "help", f"t.help.{n}", f"C_{n % 50}", standin), range(acks)))
         return round(percentile(timings, 50), 1), round(percentile(timings, 99), 1)
     finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_processes([process])
         standin.stop()
 
 
@@ -612,8 +595,6 @@ def measure_owner_failover(base: str, work: Path, lease: float = 10.0) -> dict[s
     """Two `serve` replicas on PostgreSQL (`store.lease_seconds` 10); the one a rollback reaches
     SIGKILLs itself right after pushing the branch (the `after-push` failpoint). Time from its death
     to the answer in the thread, given by the other replica: one PR."""
-    import socket
-
     from bot.store import Store
 
     url, drop = postgres_schema(base)
@@ -621,53 +602,25 @@ def measure_owner_failover(base: str, work: Path, lease: float = 10.0) -> dict[s
         return {"owner_failover": f"skipped: no PostgreSQL at {base} ({drop})"}
     repo = write_example_repo(work / "owner-failover")
     config = work / "owner-failover.yaml"
-    config.write_text(f"store:\n  url: '{url}'\n  lease_seconds: {lease}\npermissions:\n  rules:\n"
-                      "    - actions: ['*']\n      clusters: ['*']\n      users: [U_BENCH]\n")
+    config.write_text(_everyone(url, lease))
     standin = SlackStandIn(token="xoxb-bench").start()
-    processes, urls = [], []
+    processes = []
     store = Store(url)
     try:
-        for i, failpoint in enumerate(("after-push", "")):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
-                   "FLUXBOT_SLACK_API_URL": standin.api_url, "FLUXBOT_FAILPOINT": failpoint}
-            process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--repo",
-                                        str(repo), "--state", str(work / f"owner-{i}"), "--host", "127.0.0.1",
-                                        "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-            processes.append(process)
-            for line in iter(process.stdout.readline, ""):
-                if "serving Slack on" in line:
-                    break
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            urls.append(f"http://127.0.0.1:{port}/slack/events")
-        body = urlencode({"command": "/flux", "text": "rollback demo", "user_id": "U_BENCH",
-                          "channel_id": "C_BENCH", "team_id": "T1", "trigger_id": "t.owner",
-                          "response_url": f"{standin.url}/response/owner"})
-        ts = str(int(time.time()))
-        urllib.request.urlopen(urllib.request.Request(urls[0], data=body.encode(), method="POST", headers={
-            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)}), timeout=10)
-        if not wait_until(lambda: processes[0].poll() is not None, 60):
+        dying, url_a = serve_process(config, repo, work / "owner-a", standin, FLUXBOT_FAILPOINT="after-push")
+        processes.append(dying)
+        processes.append(serve_process(config, repo, work / "owner-b", standin)[0])
+        slash(url_a, "rollback demo", "t.owner", "C_BENCH", standin)
+        if not wait_until(lambda: dying.poll() is not None, 60):
             return {"owner_failover": "the failpoint did not fire"}
         died = time.monotonic()
         answered = wait_until(lambda: any("Opened" in p["text"] for p in standin.posts()), 180)
-        prs = store.query("SELECT count(*) AS n FROM local_prs")[0]["n"]
         return {"owner_failover_s": round(time.monotonic() - died, 1) if answered else "timeout",
-                "owner_failover_lease_s": lease, "owner_failover_answers": sum(
-                    1 for p in standin.posts() if "Opened" in p["text"]),
-                "owner_failover_prs": prs}
+                "owner_failover_lease_s": lease,
+                "owner_failover_answers": sum(1 for p in standin.posts() if "Opened" in p["text"]),
+                "owner_failover_prs": store.query("SELECT count(*) AS n FROM local_prs")[0]["n"]}
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         store.close()
         standin.stop()
         drop()

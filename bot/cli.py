@@ -272,8 +272,13 @@ def _serve(args: argparse.Namespace) -> int:
     REGISTRY.register(StoreCollector(bot.store))
     stop = _stop_on_signals()
     # Claimed before listening (so a new request is not replayed as well), replayed after: the
-    # listener and the probes answer while the journal is worked off.
-    claimed = bot.claim(everything=True)
+    # listener and the probes answer while the journal is worked off. With workers, they replay it.
+    if transport.queue_only:
+        if not bot.store.shared:
+            bot.store.release_requests()  # one process on SQLite: what the dead one ran is due now
+        claimed: Any = ([], [])
+    else:
+        claimed = bot.claim(everything=True)
     http = threading.Thread(target=server.run, name="http", daemon=True)
     http.start()
     socket_mode: Any = None
@@ -378,7 +383,10 @@ def _keep_recovering(transport: Any, leadership: Leadership, follower: Reconcile
     while True:
         time.sleep(every)
         try:
-            transport.recover()
+            if transport.queue_only:
+                transport.flush()  # the workers claim the requests; undelivered posts are ours too
+            else:
+                transport.recover()
             if leadership.held:
                 follower.resume()
         except Exception:

@@ -372,6 +372,11 @@ class Store:
                            (now + wait, self.owner, row["id"]))
         return due, abandoned
 
+    def release_requests(self) -> None:
+        """At a single process's start: requests a dead process claimed are due again at once."""
+        with self.transaction() as db:
+            db.execute("UPDATE requests SET next_try = 0 WHERE state = 'running'")
+
     def due(self, now: float) -> bool:
         """Whether any request waits to be claimed (a read: no lock, for workers polling)."""
         return bool(self.query("SELECT 1 FROM requests WHERE state = 'running' AND next_try <= ? LIMIT 1", now))

@@ -367,6 +367,9 @@ def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(exampl
 
     config = tmp_path / "fluxbot.yaml"
     config.write_text("permissions:\n  rules:\n    - actions: ['*']\n      clusters: ['*']\n      users: [U_ALICE]\n")
+    # a request a stopped process took but never answered, still inside its lease: due for the workers at start
+    Store(tmp_path / "state" / "fluxbot.db").begin_request("U_EARLIER", "versions", "C_OPS", "1700000000.000001", [],
+                                                           False, time.time())
     port = free_port()
     process, line = serve(example_repo, tmp_path / "state", slack_standin, port, "--workers", "2", "--config",
                           str(config))
@@ -378,10 +381,12 @@ def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(exampl
         slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "Opened: PR #1" in p["text"]], timeout=60)
         slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if p["channel"] == "C_OTHER"
                                         and p.get("thread_ts") and "v0.4.0" in p["text"]], timeout=60)
+        slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if p.get("thread_ts") == "1700000000.000001"])
         store = Store(tmp_path / "state" / "fluxbot.db")
         rows = store.query("SELECT text, state, owner FROM requests ORDER BY id")
         store.close()
-        assert [(r["text"], r["state"]) for r in rows] == [("rollback demo from v0.4.0 to v0.3.0", "answered"),
+        assert [(r["text"], r["state"]) for r in rows] == [("versions", "answered"),
+                                                           ("rollback demo from v0.4.0 to v0.3.0", "answered"),
                                                            ("versions", "answered")]
         owners = {int(r["owner"].rsplit("/", 1)[1]) for r in rows}
         assert process.pid not in owners and len(owners) >= 1  # run by worker processes, not by serve
