@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from github import Auth
 
     from bot.config import ForgeSettings, Settings
-    from bot.kube.client import FluxCluster
     from bot.config import SlackSettings
     from bot.kube.follower import ReconcileFollower
     from bot.service import FluxBot, Response

@@ -30,7 +30,7 @@ from bot.config import GateSettings
 from bot.forge.base import ForgeError
 from bot.github import checks
 from bot.github import vocabulary as gh
-from bot.github.forge import ChangedFiles, PullFacts
+from bot.github.forge import ChangedFiles
 from bot.metrics import GATE_DECISIONS
 from bot.service import FluxBot
 from bot.store import Store

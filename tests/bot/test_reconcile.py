@@ -3,7 +3,6 @@ real `kubernetes` client. Each scenario is one a real cluster produces (see the 
 for the controller sources each behaviour follows)."""
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 

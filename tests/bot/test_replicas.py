@@ -2,7 +2,6 @@
 one PR per change, Slack's retries deduplicated across replicas, and a leader that hands over."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
