@@ -134,6 +134,7 @@ outbox = Table(
     Column("next_try", Float, nullable=False, server_default="0"),
     _text("state", "pending"),  # pending | sending | posted | abandoned
     _text("on_posted", ""),  # JSON: what to record once posted (a gate card's ts)
+    _text("created", ""),  # when it was queued: retention deletes delivered posts after `requests_days`
     sqlite_autoincrement=True,
 )
 

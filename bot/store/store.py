@@ -435,13 +435,16 @@ class Store:
             return (at - timedelta(days=days)).isoformat(timespec="seconds")
 
         done = "state IN ('answered', 'abandoned')"
-        deleted = {"audit": 0, "requests": 0, "deliveries": 0}
+        deleted = {"audit": 0, "requests": 0, "deliveries": 0, "outbox": 0}
         with self.transaction() as db:
             if retention.audit_days:
                 deleted["audit"] += db.execute("DELETE FROM audit WHERE at < ?", (before(retention.audit_days),)).rowcount
             if retention.requests_days:
                 deleted["requests"] += db.execute(f"DELETE FROM requests WHERE {done} AND created < ?",
                                                   (before(retention.requests_days),)).rowcount
+            if retention.requests_days:  # a delivered or abandoned post is not needed once its request is gone
+                deleted["outbox"] += db.execute("DELETE FROM outbox WHERE state IN ('posted', 'abandoned') AND created < ?",
+                                                (before(retention.requests_days),)).rowcount
             if retention.deliveries_days:
                 deleted["deliveries"] += db.execute("DELETE FROM deliveries WHERE at < ?",
                                                     (before(retention.deliveries_days),)).rowcount
@@ -460,8 +463,9 @@ class Store:
         """Queue (channel, thread_ts, payload, on_posted) posts; in the same transaction mark the request
         answered (`finished`) or its user told (`deferred`), so it is never run again for them."""
         with self.transaction() as db:
-            ids = [db.insert("INSERT INTO outbox (request_id, channel, thread_ts, payload, on_posted) VALUES (?, ?, ?, ?, ?)",
-                             (request_id, channel, thread_ts, json.dumps(payload), on_posted))
+            ids = [db.insert("INSERT INTO outbox (request_id, channel, thread_ts, payload, on_posted, created)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (request_id, channel, thread_ts, json.dumps(payload), on_posted,
+                                                           now()))
                    for channel, thread_ts, payload, on_posted in posts]
             if finished:
                 db.execute("UPDATE requests SET state = 'answered' WHERE id = ? AND state = 'running'", (request_id,))
