@@ -13,19 +13,35 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import urllib3
-from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
 from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set,
                       wait_exponential, wait_random)
 
 from bot.kube import flux
 
+if TYPE_CHECKING:
+    from kubernetes import client
+
 log = logging.getLogger(__name__)
 
 RETRIED = frozenset({429, 500, 502, 503, 504})
+
+
+def _k8s() -> Any:
+    """The official client, imported on first use: `fluxbot shell` and `check` start without it (0.3 s)."""
+    import kubernetes.client
+    import kubernetes.config
+    import kubernetes.watch
+
+    return kubernetes
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """What a call to an API server raises: its answer, the HTTP layer, the socket."""
+    import urllib3
+
+    return _k8s().client.ApiException, urllib3.exceptions.HTTPError, OSError
 CLOSED = -1  # a ClusterError status of our own: the call was never sent
 
 
@@ -100,27 +116,27 @@ class FluxCluster:
 
     @property
     def api(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self._client())
+        return _k8s().client.CustomObjectsApi(self._client())
 
     def _client(self) -> client.ApiClient:
         with self._lock:
             if self._api_client is None:
                 try:
                     if self._connection.in_cluster:
-                        configuration = client.Configuration()
-                        config.load_incluster_config(client_configuration=configuration)
-                        self._api_client = client.ApiClient(configuration)
+                        configuration = _k8s().client.Configuration()
+                        _k8s().config.load_incluster_config(client_configuration=configuration)
+                        self._api_client = _k8s().client.ApiClient(configuration)
                     else:
-                        self._api_client = config.new_client_from_config(
+                        self._api_client = _k8s().config.new_client_from_config(
                             config_file=self._connection.kubeconfig or None, context=self._connection.context or None)
-                except (config.ConfigException, OSError) as error:
+                except (_k8s().config.ConfigException, OSError) as error:
                     raise ClusterError(f"cannot load the connection to cluster `{self.name}`: {error}") from None
             return self._api_client
 
     def version(self, plural: str) -> str | None:
         """The API version the cluster serves for a Flux kind, newest we know first; None if none."""
         if self._versions is None:
-            answer = self._call(client.ApisApi(self._client()).get_api_versions, what="API groups")
+            answer = self._call(_k8s().client.ApisApi(self._client()).get_api_versions, what="API groups")
             served = {g.name: [v.version for v in g.versions] for g in answer.groups or []}
             self._versions = {p: next((v for v in versions if v in served.get(group, [])), None)
                               for p, (group, _, versions) in flux.KINDS.items()}
@@ -182,7 +198,7 @@ class FluxCluster:
         `cancel_watches(owner)` ends it early from another thread."""
         group, version = self._kind(plural)
         self._refuse_closed(plural)
-        stream = watch.Watch()
+        stream = _k8s().watch.Watch()
         with self._lock:
             self._streams[stream] = owner
         if all_namespaces:
@@ -195,9 +211,9 @@ class FluxCluster:
                                        _request_timeout=(10, timeout + self.watch_grace)):
                 kind, obj = event["type"], event["raw_object"]
                 if kind == "ERROR":
-                    raise self._error(ApiException(status=obj.get("code", 500), reason=obj.get("message", "")), plural)
+                    raise self._error(_k8s().client.ApiException(status=obj.get("code", 500), reason=obj.get("message", "")), plural)
                 yield kind, obj
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+        except _api_errors() as error:
             raise self._error(error, plural) from None
         finally:
             with self._lock:
@@ -219,7 +235,8 @@ class FluxCluster:
         """What fluxbot needs but may not do (a SelfSubjectAccessReview each), as `verb plural (names)`;
         [] when all is allowed. The needs are the chart's Role and ClusterRole: read the Flux kinds in
         the Flux namespace (HelmReleases cluster-wide), patch the objects it asks to reconcile."""
-        api = client.AuthorizationV1Api(self._client())
+        k8s = _k8s().client
+        api = k8s.AuthorizationV1Api(self._client())
         needs = [(verb, p, self.namespace, "") for p in (flux.GITREPOSITORIES, flux.KUSTOMIZATIONS)
                  for verb in ("get", "list", "watch")]
         if self.version(flux.HELMRELEASES) is not None:
@@ -228,8 +245,8 @@ class FluxCluster:
                   for name in reconcile_names]
         missing: dict[str, list[str]] = {}  # "verb plural" -> the names refused ([] for the whole kind)
         for verb, plural, namespace, name in needs:
-            review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(group=flux.KINDS[plural][0], resource=plural, verb=verb,
+            review = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=k8s.V1ResourceAttributes(group=flux.KINDS[plural][0], resource=plural, verb=verb,
                                                                 namespace=namespace or None, name=name or None)))
             answer = self._call(api.create_self_subject_access_review, review, what="access review")
             if not answer.status.allowed:
@@ -246,7 +263,7 @@ class FluxCluster:
                 raise ClusterError(f"cluster `{self.name}`: {what or 'the call'} was cancelled", status=CLOSED)
             try:
                 return method(*args, _request_timeout=15, **kwargs)
-            except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            except _api_errors() as error:
                 raise self._error(error, what) from None
 
         # the waits between attempts end early when the caller cancels (an informer stopping) or the
@@ -264,7 +281,7 @@ class FluxCluster:
 
     def _error(self, error: Exception, plural: str) -> ClusterError:
         what = flux.KINDS[plural][1] if plural in flux.KINDS else (plural or "object")
-        if not isinstance(error, ApiException):
+        if not isinstance(error, _k8s().client.ApiException):
             return ClusterError(f"cluster `{self.name}` is unreachable ({error.__class__.__name__})")
         status = int(error.status or 0)
         retry_after = float((error.headers or {}).get("Retry-After") or 0) if error.headers else 0.0

@@ -30,3 +30,16 @@ def test_the_cli_module_itself_imports_none_of_them() -> None:
     run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == []
+
+
+def test_fluxbot_shell_starts_without_the_cluster_forge_or_chat_clients(example_repo, tmp_path) -> None:
+    """#18 left `fluxbot shell` importing the Kubernetes client at start (about 0.3 s): it is now
+    imported when a cluster is first reached."""
+    probe = ("import runpy, sys, io\nsys.argv = ['fluxbot', *sys.argv[1:]]\nsys.stdin = io.StringIO('status\\n')\n"
+             "try:\n    runpy.run_module('bot.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             f"print('IMPORTED:', *[m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", probe, "shell", "--repo", str(example_repo), "--state",
+                          str(tmp_path / "state")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "prod-eu" in run.stdout, run.stdout + run.stderr  # it answered `status`
+    line = next(line for line in run.stderr.splitlines() if line.startswith("IMPORTED:"))
+    assert line.split()[1:] == []
