@@ -227,3 +227,14 @@ def test_serve_on_an_unreachable_database_says_so_in_one_line(example_repo: Path
     assert run.returncode == 2, run.stderr
     assert "cannot open the store at postgresql+psycopg://fluxbot:***@127.0.0.1:1/fluxbot" in run.stderr
     assert "Traceback" not in run.stderr and "hunter2" not in run.stderr + run.stdout
+
+
+def test_the_revision_the_store_expects_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from bot.store.store import MIGRATIONS, SCHEMA_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
