@@ -16,6 +16,17 @@ class StandInServer(ThreadingHTTPServer):
     request_queue_size = 128
     daemon_threads = True
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # serve_forever accepts after select() said "readable"; a connection reset in between leaves a
+        # blocking accept() waiting for the next one, and stop() (shutdown) waiting for it forever
+        self.socket.setblocking(False)
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        connection, address = self.socket.accept()  # BlockingIOError when nothing is there: skipped
+        connection.setblocking(True)
+        return connection, address
+
 
 def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
