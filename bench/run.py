@@ -209,16 +209,7 @@ class SlackApp:
         with self._lock:
             self._n += 1
             n = self._n
-        body = urlencode({"command": "/flux", "text": text, "user_id": "U_BENCH", "channel_id": "C_BENCH",
-                          "team_id": "T1", "trigger_id": trigger or f"t.{n}", "response_url": f"{self.standin.url}/response/{n}"})
-        ts = str(int(time.time()))
-        request = urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
-            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)})
-        start = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 200
-        return (time.perf_counter() - start) * 1000
+        return slash(self.url, text, trigger or f"t.{n}", "C_BENCH", self.standin)
 
     def stop(self) -> None:
         self.server.close()
@@ -637,24 +628,16 @@ def worker_results(work: Path) -> dict[str, object]:
 
 def postgres_schema(base: str):
     """A PostgreSQL URL on a schema of its own, and a function that drops it; (None, reason) without a server."""
-    import uuid
+    from contextlib import ExitStack
 
-    import sqlalchemy
+    from tests.standins.postgres import Unreachable, schema
 
-    admin = sqlalchemy.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    stack = ExitStack()
     try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sqlalchemy.exc.OperationalError as error:
-        return None, str(error.orig).splitlines()[0]
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-
-    return f"{base}?options=-csearch_path%3D{schema}", drop
+        url = stack.enter_context(schema(base, prefix="bench"))
+    except Unreachable as error:
+        return None, str(error)
+    return url, stack.close
 
 
 def store_results(work: Path, postgres: str, quick: bool) -> dict[str, object]:

@@ -67,6 +67,23 @@ def no_informer_outlives_its_test():
     assert leaked == [], f"informer threads still running after the test (stop them): {sorted(leaked)[:6]}"
 
 
+def together(count: int, work) -> list:
+    """Run `work(i)` on `count` threads released at the same moment; their results in order (races
+    between replicas, double clicks, retries arriving at once)."""
+    barrier, results = threading.Barrier(count), [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
 def assert_no_secret(texts, where: str) -> None:
     leaks = [secret for text in texts for secret in SECRETS if secret in str(text)]
     assert leaks == [], f"secrets leaked into {where}: {leaks[:5]}"
@@ -383,22 +400,14 @@ def store_url(request, tmp_path: Path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fluxbot.db'}"
         return
-    import uuid
+    from contextlib import ExitStack
 
-    import sqlalchemy
+    from tests.standins.postgres import Unreachable, schema
 
-    admin = sqlalchemy.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with admin.begin() as conn:
-            schema = f"t_{uuid.uuid4().hex[:12]}"
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sqlalchemy.exc.OperationalError as error:
-        admin.dispose()
-        skip_or_fail(f"no PostgreSQL answers at {POSTGRES_URL} ({str(error.orig).splitlines()[0]}); "
-                     "the store tests on PostgreSQL need one (trust auth, database test)")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(schema(POSTGRES_URL))
+        except Unreachable as error:
+            skip_or_fail(f"no PostgreSQL answers at {POSTGRES_URL} ({error}); "
+                         "the store tests on PostgreSQL need one (trust auth, database test)")
+        yield url

@@ -109,7 +109,6 @@ class Store:
         self.url = store_url(target, password_env)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
-        self.path = Path(self.url.database or "") if self.dialect != POSTGRESQL else None
         self.owner = f"{socket.gethostname()}/{os.getpid()}"  # which replica claimed a request, for operators
         try:
             self._migrate()

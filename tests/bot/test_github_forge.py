@@ -149,7 +149,8 @@ def test_enterprise_base_url_with_api_v3(github_bot, github_standin) -> None:
     assert github_standin.open_pulls()[0]["url"].startswith(github_standin.base_url + "/api/v3/repos/")
 
 
-def test_github_app_installation_token(github_bot, github_standin, tmp_path, monkeypatch) -> None:
+def _app_bot(github_bot, tmp_path, monkeypatch):
+    """A bot authenticated as GitHub App 4242, installation 77 (a fresh RSA key), no token."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -158,7 +159,11 @@ def test_github_app_installation_token(github_bot, github_standin, tmp_path, mon
     pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
     monkeypatch.delenv("GITHUB_TOKEN")
-    bot = github_bot(app_id="4242", app_private_key_file=str(pem), app_installation_id=77)
+    return github_bot(app_id="4242", app_private_key_file=str(pem), app_installation_id=77)
+
+
+def test_github_app_installation_token(github_bot, github_standin, tmp_path, monkeypatch) -> None:
+    bot = _app_bot(github_bot, tmp_path, monkeypatch)
     assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
     token_calls = [r for r in github_standin.requests if r.path == "/app/installations/77/access_tokens"]
     assert token_calls and token_calls[0].headers["authorization"].startswith("Bearer ")
@@ -287,18 +292,10 @@ def test_clone_url_for_each_kind_of_github(base_url, expected) -> None:
 
 def test_as_a_github_app_the_gate_is_a_check_run_that_protection_can_require(github_bot, github_standin, tmp_path,
                                                                             monkeypatch) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from bot.github import checks
     from tests.standins.github import Protection
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "app.pem"
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    monkeypatch.delenv("GITHUB_TOKEN")
-    bot = github_bot(app_id="4242", app_private_key_file=str(pem), app_installation_id=77)
+    bot = _app_bot(github_bot, tmp_path, monkeypatch)
     assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
     head = github_standin.pulls[1]["head"]["sha"]
     github_standin.protection = Protection(checks_from_app_only=True)

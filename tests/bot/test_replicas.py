@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.bot.test_serve_cli import free_port, serve
-from tests.conftest import SlackHarness, branches
+from tests.conftest import SlackHarness, branches, together
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
@@ -38,18 +37,7 @@ class Replicas:
 
     def at_once(self, calls) -> list:
         """Run the (harness index, callable) pairs released together; their results."""
-        barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
-
-        def run(i: int, replica: int, call) -> None:
-            barrier.wait()
-            results[i] = call(self.harnesses[replica])
-
-        threads = [threading.Thread(target=run, args=(i, r, c)) for i, (r, c) in enumerate(calls)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        return results
+        return together(len(calls), lambda i: calls[i][1](self.harnesses[calls[i][0]]))
 
     def stop(self) -> None:
         for process in self.processes:

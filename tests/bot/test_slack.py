@@ -432,15 +432,12 @@ def test_posts_to_one_channel_are_paced_to_slacks_rate(slack_app, slack_standin)
 
 # -- the change gate's posts: escaped, never lost --------------------------------------------------
 
-@pytest.fixture
-def gate_env(github_standin, slack_standin, tmp_path, monkeypatch):
-    from commands.gate import GatePolicy
-    from tests.bot.test_gate import GateEnv
+from tests.bot.test_gate import env  # noqa: E402,F401 (the change gate's environment, built as test_gate.py does)
 
-    slack_standin.usergroups["S_CAB"] = ["U_CAB", "U_ALICE"]
-    environment = GateEnv(github_standin, slack_standin, tmp_path / "state", monkeypatch, GatePolicy())
-    yield environment
-    environment.stop()
+
+@pytest.fixture
+def gate_env(env):
+    return env
 
 
 def _hand_made_pr(env, tmp_path: Path, title: str) -> dict:

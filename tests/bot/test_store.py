@@ -3,12 +3,12 @@ sharing one database (on SQLite and on PostgreSQL)."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 
 from bot.store import IntegrityError, Store
+from tests.conftest import together
 
 
 def test_retries_back_off_doubling_up_to_ten_minutes(store_url: str) -> None:
@@ -58,22 +58,6 @@ def test_a_state_file_from_an_older_fluxbot_gains_the_new_columns(tmp_path: Path
 # -- several replicas on one database (#19); each test runs on SQLite and on PostgreSQL --------------
 
 
-def _together(count: int, work) -> list:
-    """Run `work(i)` on `count` threads released at the same moment; their results in order."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
-
-
 @pytest.fixture
 def replicas(store_url: str):
     """Three stores on one database, as three fluxbot replicas would hold them."""
@@ -86,7 +70,7 @@ def replicas(store_url: str):
 
 
 def test_a_delivery_is_new_work_for_exactly_one_replica(replicas) -> None:
-    firsts = _together(9, lambda i: replicas[i % 3].first_delivery("slack", "Ev0123"))
+    firsts = together(9, lambda i: replicas[i % 3].first_delivery("slack", "Ev0123"))
     assert firsts.count(True) == 1
 
 
@@ -94,7 +78,7 @@ def test_each_due_request_is_claimed_by_one_replica_and_a_running_lease_by_none(
     ids = [replicas[0].begin_request("U1", f"status {n}", "C1", f"1.{n}", [], False, started=0.0) for n in range(12)]
     if replicas[0].shared:  # replicas: a start claims only expired leases (SQLite's one process claims all)
         assert replicas[2].unanswered_requests(now=60.0, everything=True) == ([], [])
-    claims = _together(6, lambda i: [row["id"] for row in replicas[i % 3].unanswered_requests(now=121.0)[0]])
+    claims = together(6, lambda i: [row["id"] for row in replicas[i % 3].unanswered_requests(now=121.0)[0]])
     claimed = [i for claim in claims for i in claim]
     assert sorted(claimed) == ids  # all of them, none twice
     owners = {row["owner"] for row in replicas[0].query("SELECT owner FROM requests")}
@@ -117,7 +101,7 @@ def test_a_dead_replicas_request_is_taken_over_once_its_lease_runs_out(replicas)
 
 def test_a_confirmation_is_settled_once_whoever_clicks_where(replicas) -> None:
     replicas[0].add_confirmation("c1", "U1", "C1", "1.1", "promote v1 to prod", created=0.0, ttl=600)
-    outcomes = _together(6, lambda i: replicas[i % 3].settle_confirmation("c1", "U1", 10.0, "confirmed")[0])
+    outcomes = together(6, lambda i: replicas[i % 3].settle_confirmation("c1", "U1", 10.0, "confirmed")[0])
     assert sorted(outcomes) == ["ok"] + ["settled"] * 5
 
 
@@ -132,11 +116,11 @@ def test_one_open_change_per_cluster_holds_across_replicas(replicas) -> None:
         except IntegrityError:
             return "refused"
 
-    assert sorted(_together(6, open_pr)) == ["opened"] + ["refused"] * 5
+    assert sorted(together(6, open_pr)) == ["opened"] + ["refused"] * 5
 
 
 def test_one_leader_at_a_time_and_a_new_one_gets_a_higher_token(replicas) -> None:
-    tokens = _together(3, lambda i: replicas[i].lead("leader", f"replica-{i}", ttl=10, at=100.0))
+    tokens = together(3, lambda i: replicas[i].lead("leader", f"replica-{i}", ttl=10, at=100.0))
     (leader,) = [i for i, token in enumerate(tokens) if token is not None]
     first = tokens[leader]
     assert replicas[leader].lead("leader", f"replica-{leader}", ttl=10, at=105.0) == first  # renewed, same token
