@@ -231,7 +231,10 @@ class SlackTransport:
         app = App(
             signing_secret=self.settings.signing_secret,
             client=self.client,
-            process_before_response=False,
+            # Every listener acks, then hands its work to our pool: run on the request's own thread, so
+            # the ack is the response at once. With False, Bolt runs the listener on another thread and
+            # polls for the ack every 10 ms (slack_bolt/listener/thread_runner.py): a 10 ms floor per ack.
+            process_before_response=True,
             token_verification_enabled=False,  # `fluxbot serve` checks the token itself, with a clear error
             # Slack retries an event it thinks we missed; fluxbot dedupes by event_id instead.
             ignoring_self_events_enabled=True,
@@ -259,26 +262,31 @@ class SlackTransport:
 
     def _on_command(self, ack: Callable[..., None], command: dict[str, Any], respond: Callable[..., Any]) -> None:
         ack()
+        self._submit(self._command, command, respond)
+
+    def _command(self, command: dict[str, Any], respond: Callable[..., Any]) -> None:
+        """A slash command, after the ack: decoding may ask Slack for names, so not on the ack path."""
         text = self._arrived(command.get("text", ""))
         if text.lower() in ("promote", "rollback") and command.get("trigger_id"):
             # No arguments: a modal to pick them (views.open must follow within 3 s of the trigger).
-            self._submit(self.open_change_modal, text.lower(), command["trigger_id"], command["channel_id"])
+            self.open_change_modal(text.lower(), command["trigger_id"], command["channel_id"])
             return
+        delivery = ("slack-command", command.get("trigger_id") or uuid.uuid4().hex)
         if self.settings.ephemeral_reads and _is_read(text):
-            self._submit(self.answer_privately, text, command["user_id"], command["channel_id"],
-                         delivery=("slack-command", command.get("trigger_id") or uuid.uuid4().hex))
+            self.answer_privately(text, command["user_id"], command["channel_id"], delivery=delivery)
             return
-        self._submit(self.run, text, command["user_id"], command["channel_id"],
-                     command.get("command", "/flux"), unreachable=lambda text: respond(text=text, response_type="ephemeral"),
-                     delivery=("slack-command", command.get("trigger_id") or uuid.uuid4().hex))
+        self.run(text, command["user_id"], command["channel_id"], command.get("command", "/flux"),
+                 unreachable=lambda text: respond(text=text, response_type="ephemeral"), delivery=delivery)
 
     def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
-        bot_user = context.bot_user_id or self._bot_user_id or _authorized_user(body)
+        self._submit(self._mention, event, body, context.bot_user_id or self._bot_user_id or _authorized_user(body))
+
+    def _mention(self, event: dict[str, Any], body: dict[str, Any], bot_user: str) -> None:
         text = self._arrived(command_text(event.get("text", ""), bot_user))
         # A mention is answered in a thread under the user's own message (or in its thread).
         root = event.get("thread_ts") or event.get("ts") or event.get("event_ts")
-        self._submit(self.run, text, event["user"], event["channel"], "@fluxbot", thread_ts=root,
-                     delivery=("slack-event", body.get("event_id") or event.get("event_ts", "")))
+        self.run(text, event["user"], event["channel"], "@fluxbot", thread_ts=root,
+                 delivery=("slack-event", body.get("event_id") or event.get("event_ts", "")))
 
     def open_change_modal(self, verb: str, trigger_id: str, channel: str) -> None:
         repo = self.bot.snapshot()

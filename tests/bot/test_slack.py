@@ -715,3 +715,36 @@ def test_untrusted_text_is_shown_as_typed_and_pings_nobody(untrusted) -> None:
     everything = json.dumps(page.blocks) + page.text
     assert "<!" not in everything and "<http" not in everything and "<.Values" not in everything
     assert any("&lt;" in b["text"]["text"] for b in page.blocks if b["type"] == "section" and "text" in b)
+
+
+def test_every_listener_acks_on_the_request_thread_and_looks_names_up_after_the_ack(slack_app, slack_standin) -> None:
+    """Bolt runs a listener on its own executor and polls for the ack every 10 ms unless it processes
+    before responding; fluxbot's listeners only ack and hand over, so none may reach that executor,
+    and Slack lookups (a user's name in the text) happen on fluxbot's work threads, after the ack."""
+    import threading
+
+    harness = slack_app(POLICY)
+    runner = harness.transport.app.listener_runner
+    handed: list[str] = []
+    executor = runner.listener_executor
+
+    class Counting:
+        def submit(self, fn, *args, **kwargs):
+            handed.append(getattr(fn, "__name__", "?"))
+            return executor.submit(fn, *args, **kwargs)
+
+    runner.listener_executor = Counting()
+    directory, looked_up = harness.transport.directory, []
+    user_name = directory.user
+
+    def recording(user_id: str) -> str:
+        looked_up.append(threading.current_thread().name)
+        return user_name(user_id)
+
+    directory.user = recording
+    assert harness.command("versions <@U_BOB>")[0] == 200
+    assert harness.mention("versions", event_id="Ev21", ts="1700000021.000100")[0] == 200
+    assert harness.click("fluxbot_cancel", "nothing-to-cancel", "U_ALICE")[0] == 200
+    slack_standin.wait_for(lambda: len([p for p in slack_standin.posts() if p.get("thread_ts")]) >= 2)
+    assert handed == []
+    assert looked_up and all(name.startswith("fluxbot-work") for name in looked_up), looked_up
