@@ -259,6 +259,10 @@ def _serve(args: argparse.Namespace) -> int:
     transport, follower, leadership, webhook = wired.transport, wired.follower, wired.leadership, wired.webhook
     workers = _start_workers(args, bot) if args.workers else []
     transport.queue_only = bool(workers)
+    if workers:
+        # This process now only acks and journals; its few busy threads (posts, the journal) must not
+        # hold an ack waiting for the GIL for CPython's default 5 ms slice.
+        sys.setswitchinterval(0.001)
     probes = {
         "store": lambda: "" if bot.store.query("SELECT 1") else "no answer",
         "forge": lambda: (bot.forge.open_prs(), "")[1],

@@ -504,6 +504,10 @@ class SlackTransport:
             return
         self._replace(channel, message_ts, Message(f"Confirmed by <@{user}>", lines=(f"`{row['text']}`",), tone="info"))
         groups = self.directory.groups_of(user, self.bot.policy.groups)
+        if self.queue_only:  # confirmed, journalled: the next worker to look runs it
+            self.store.begin_request(user, row["text"], channel, row["thread_ts"], sorted(groups), True, self.clock(),
+                                     in_flight=0.0)
+            return
         response = self.bot.respond(Request(row["text"], user, channel, groups, confirm_risky=True, confirmed=True,
                                             thread_ts=row["thread_ts"]))
         self._deliver(response, row["text"], user, channel, row["thread_ts"])

@@ -389,9 +389,24 @@ def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(exampl
         assert (rows[0]["text"], rows[0]["state"]) == ("versions", "answered")
         assert sorted((r["text"], r["state"]) for r in rows[1:]) == [("rollback demo from v0.4.0 to v0.3.0", "answered"),
                                                                      ("versions", "answered")]
+        # a productive promotion asks first; the confirming click is journalled and run by a worker too
+        assert harness.command("promote v0.4.0 to prod-eu", channel="C_PROD")[0] == 200
+        ask = slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if p["text"].startswith("! Confirm")],
+                                     timeout=60)[0]
+        actions = next(b for b in ask["blocks"] if b["type"] == "actions")
+        confirm = next(e for e in actions["elements"] if e["action_id"] == "fluxbot_confirm")
+        assert harness.click("fluxbot_confirm", confirm["value"], user="U_ALICE", channel="C_PROD",
+                             thread_ts=ask["thread_ts"])[0] == 200
+        slack_standin.wait_for(lambda: [p for p in slack_standin.posts() if "Opened: PR #2" in p["text"]
+                                        and p.get("thread_ts") == ask["thread_ts"]], timeout=60)
+        store = Store(tmp_path / "state" / "fluxbot.db")
+        rows = store.query("SELECT text, state, owner, confirmed FROM requests ORDER BY id")
+        store.close()
+        assert [(r["text"], r["state"], r["confirmed"]) for r in rows[-2:]] == [
+            ("promote v0.4.0 to prod-eu", "answered", 0), ("promote v0.4.0 to prod-eu", "answered", 1)]
         owners = {int(r["owner"].rsplit("/", 1)[1]) for r in rows}
         assert process.pid not in owners and len(owners) >= 1  # run by worker processes, not by serve
-        assert branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
+        assert branches(example_repo) == ["fluxbot/promote-prod-eu-v0.4.0", "fluxbot/rollback-demo-v0.3.0"]
     finally:
         process.terminate()
         output = process.communicate(timeout=60)[0]
