@@ -204,6 +204,7 @@ class Wired:
 
 
 WORKER_STORE = "FLUXBOT_WORKER_STORE"  # the store URL `serve --workers` hands its workers
+WORKER_PARENT = "FLUXBOT_WORKER_PARENT"  # ...and its pid: it may die before a worker could ask for it
 
 
 def _wire(args: argparse.Namespace, command: str) -> Wired | int:
@@ -321,7 +322,7 @@ def _start_workers(args: argparse.Namespace, bot: FluxBot) -> list[subprocess.Po
     state = bot.workspace.cache_dir.parent
     common = [part for flag in ("--config", "--repo") if getattr(args, flag[2:]) for part in (flag, getattr(args, flag[2:]))]
     # this process's store, through the environment: a URL may hold a password, never put in argv
-    env = {**os.environ, WORKER_STORE: bot.store.url.render_as_string(hide_password=False)}
+    env = {**os.environ, WORKER_STORE: bot.store.url.render_as_string(hide_password=False), WORKER_PARENT: str(os.getpid())}
     return [subprocess.Popen([sys.executable, "-m", "bot.cli", "work", *common, "--state", str(state / f"worker-{i}")],
                              env=env) for i in range(args.workers)]
 
@@ -342,6 +343,9 @@ def _work(args: argparse.Namespace) -> int:
     if isinstance(wired, int):
         return wired
     stop = _stop_on_signals()
+    if os.environ.get(WORKER_PARENT):  # started by `serve --workers`: it goes, we go
+        threading.Thread(target=_stop_with_parent, args=(stop, int(os.environ[WORKER_PARENT])), name="parent",
+                         daemon=True).start()
     # Below the serving process on the CPU: an ack waiting for a core behind a render is what the
     # workers exist to avoid (raising one's own niceness needs no privilege)
     os.nice(10)
@@ -353,6 +357,17 @@ def _work(args: argparse.Namespace) -> int:
         wired.follower.stop()
         wired.bot.close()
     return 0
+
+
+def _stop_with_parent(stop: threading.Event, parent: int, every: float = 1.0) -> None:
+    """Set `stop` once the process that started this one is gone (killed, say: it could not stop us).
+    A worker left behind would keep claiming requests for a front nobody can reach any more."""
+    while True:
+        if os.getppid() != parent:
+            logging.getLogger(__name__).warning("the serving process is gone; stopping after the current request")
+            stop.set()
+        if stop.wait(every):
+            return
 
 
 def _stop_on_signals() -> threading.Event:

@@ -411,3 +411,41 @@ def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(exampl
         process.terminate()
         output = process.communicate(timeout=60)[0]
     assert "Traceback" not in output
+
+
+def test_workers_stop_when_their_serving_process_is_killed(example_repo: Path, slack_standin, tmp_path: Path) -> None:
+    """A SIGKILLed `serve` cannot stop its workers; they notice it is gone and exit, instead of
+    claiming requests for a front nobody reaches any more."""
+    import signal
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    process, line = serve(example_repo, tmp_path / "state", slack_standin, free_port(), "--workers", "2")
+    workers = children(process.pid)
+    try:
+        assert "serving Slack on" in line and len(workers) == 2, (line, workers)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not [w for w in workers if alive(w)]
+    finally:
+        for worker in workers:
+            if alive(worker):
+                os.kill(worker, signal.SIGKILL)
