@@ -357,3 +357,9 @@ def test_one_sqlite_replica_is_replaced_not_rolled(helm: str) -> None:
     assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
     assert [d for d in docs if d["kind"] == "PodDisruptionBudget"] == []
     assert len([d for d in docs if d["kind"] == "PersistentVolumeClaim"]) == 1
+
+
+def test_the_default_install_acks_in_front_and_works_in_two_workers(helm: str) -> None:
+    """#19: by default the serving process only acks and journals; two workers run the requests."""
+    assert "--workers=2" in container(documents(helm, None))["args"]
+    assert not [a for a in container(documents(helm, None, "workers=0"))["args"] if a.startswith("--workers")]
