@@ -119,3 +119,60 @@ def test_a_killed_leader_hands_over_and_the_next_one_leads(replicas, store_url: 
         assert int(second["holder"].rsplit("/", 1)[1]) in {p.pid for p in fleet.processes if p.poll() is None}
     finally:
         store.close()
+
+
+def test_a_leader_sigkilled_mid_follow_is_replaced_and_the_thread_gets_one_verdict(
+        example_repo: Path, tmp_path: Path, slack_standin, kube, store_url: str) -> None:
+    """#19, with processes: replica A leads and follows a merged rollback while Flux is slow; A is
+    SIGKILLed (no resignation); B's lease takes over, resumes the follow, and the thread gets one verdict."""
+    from bot.kube import flux
+    from bot.store import Store
+    from tests.bot.test_reconcile import boot
+    from tests.conftest import git
+
+    boot(kube, example_repo)
+    kube.flux.hold(flux.GITREPOSITORIES, "infrastructure")  # Flux is slow: the follow is open when A dies
+    fleet = Replicas(0, example_repo, tmp_path, slack_standin, store_url)  # started one by one below
+    config = fleet.config
+    config.write_text(config.read_text() + f"clusters:\n  demo:\n    kubeconfig: {kube.kubeconfig(tmp_path / 'kc')}\n"
+                                           "    context: standin\n")
+    store = Store(store_url)
+
+    def start(i: int) -> SlackHarness:
+        port = free_port()
+        process, line = serve(example_repo, tmp_path / f"state-{i}", slack_standin, port, "--config", str(config))
+        fleet.processes.append(process)
+        assert "serving Slack on" in line, line
+        return SlackHarness(None, port, slack_standin)
+
+    def leader() -> int:
+        row = store.leader("leader")
+        return int(row["holder"].rsplit("/", 1)[1]) if row and row["holder"] else 0
+
+    def texts() -> list[str]:
+        return [p["text"] for p in slack_standin.posts()]
+
+    try:
+        a = start(0)
+        slack_standin.wait_for(lambda: leader() == fleet.processes[0].pid, timeout=30)
+        start(1)
+        a.command("rollback demo")
+        slack_standin.wait_for(lambda: [t for t in texts() if "Opened: PR #1" in t], timeout=60)
+        a.command("pr merge 1")
+        slack_standin.wait_for(lambda: [t for t in texts() if "Merged PR #1" in t], timeout=60)
+        kube.flux.push_main(git(example_repo, "rev-parse", "main"), "v0.3.0")  # the cluster's remote has it
+        slack_standin.wait_for(lambda: (store.open_follows() or [{}])[0].get("requested") == 2, timeout=60)
+        fleet.processes[0].send_signal(signal.SIGKILL)
+        fleet.processes[0].wait(10)
+        slack_standin.wait_for(lambda: leader() == fleet.processes[1].pid, timeout=60)  # A's lease ran out
+        kube.flux.hold(flux.GITREPOSITORIES, "infrastructure", held=False)
+        ts = store.thread_for("local", 1)["thread_ts"]
+        verdict = lambda: [p for p in slack_standin.posts()  # noqa: E731
+                           if p.get("thread_ts") == ts and "demo runs v0.3.0" in p["text"]]
+        slack_standin.wait_for(verdict, timeout=60)
+        time.sleep(1.0)  # a second verdict, if one were coming, would be here by now
+        assert len(verdict()) == 1
+        assert store.open_follows() == []
+    finally:
+        fleet.stop()
+        store.close()
