@@ -295,7 +295,9 @@ def _serve(args: argparse.Namespace) -> int:
               f"http://{args.host}:{server.effective_port}", flush=True)
     else:
         print(f"fluxbot serving Slack on http://{args.host}:{server.effective_port}/slack/events", flush=True)
-    threading.Thread(target=_start_up, args=(transport, leadership, follower, claimed), name="start-up",
+    # the journal pass also takes over the requests of a replica that died: soon after their lease ends
+    every = min(15.0, max(0.5, settings.store.lease_seconds / 4))
+    threading.Thread(target=_start_up, args=(transport, leadership, follower, claimed, every), name="start-up",
                      daemon=True).start()
     threading.Thread(target=_keep_pruning, args=(bot.store, settings.retention, leadership), name="retention",
                      daemon=True).start()
@@ -384,14 +386,15 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _start_up(transport: Any, leadership: Leadership, follower: ReconcileFollower, claimed: Any) -> None:
+def _start_up(transport: Any, leadership: Leadership, follower: ReconcileFollower, claimed: Any,
+              every: float = 15.0) -> None:
     """The slow start-up work, after the listener is up: replay the journal, run for leader, retry."""
     try:
         transport.recover(claimed=claimed)
     except Exception:
         logging.getLogger(__name__).exception("replaying the journal at start failed; it is retried")
     leadership.start()  # the leader resumes the follows
-    _keep_recovering(transport, leadership, follower)
+    _keep_recovering(transport, leadership, follower, every)
 
 
 def _keep_recovering(transport: Any, leadership: Leadership, follower: ReconcileFollower, every: float = 15.0) -> None:

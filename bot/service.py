@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 import time
 import uuid
-from datetime import date
+from datetime import date, datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -30,7 +30,7 @@ from commands.bounds import MAX_BODY_CHARS, MAX_COMMIT_CHARS, bounded
 from commands.context import CommandSpec, Context
 from commands.freeze import freeze_refusal
 from commands.impact import impact
-from commands.model import person, AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
+from commands.model import person, AlreadyOpen, AuditEntry, ChangePlan, CommandError, FreezeAction, ReconcileAction, Link, Message, PrAction, PullRequest
 from commands.layout import Layout
 from commands.release import tag_of_release_branch
 from commands.permissions import Policy, decide
@@ -210,6 +210,16 @@ class FluxBot:
             spec, command = parse(text)
             touched = self._touched(spec, command)
             response = self._run(spec, command, request, request_id)
+        except AlreadyOpen as error:
+            if not (request_id and error.pr and self._opened_for(request_id, request, error.pr)):
+                self.store.audit(user, text, "ok", touched, reason=error.what)
+                return Response([error_message(error)])
+            # this very request opened it before its process stopped (a crash, a replica that died):
+            # its answer is the one the first run would have given
+            self.store.audit(user, text, "ok", touched)
+            pr = error.pr
+            return Response([Message(f"Opened: PR #{pr.number} {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
+                                     context=f"requested by {person(request.user)}", tone="success")])
         except CommandError as error:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", touched, reason=error.what)
             return Response([error_message(error)])
@@ -350,6 +360,17 @@ class FluxBot:
         failpoint("after-pr")
         PRS_OPENED.labels(kind=plan.kind).inc()
         return pr, _pr_message(pr, plan, "Opened")
+
+    def _opened_for(self, request_id: int, request: Request, pr: PullRequest) -> bool:
+        """Whether `pr` was opened by an earlier run of this journalled request: its intent names the
+        requester and the thread, and was recorded after the request was (a repeat is not a re-run)."""
+        intent = self.store.branch_intent(self.forge.name, pr.branch)
+        rows = self.store.query("SELECT created FROM requests WHERE id = ?", request_id)
+        if intent is None or not rows:
+            return False
+        asked = datetime.fromisoformat(rows[0]["created"]).timestamp()  # to the second
+        return intent["at"] >= asked and (intent["requester"], intent["channel"], intent["thread_ts"]) == (
+            request.user, request.channel, request.thread_ts)
 
     def _audit_entries(self) -> list[AuditEntry]:
         return [AuditEntry(r["at"], r["user"], r["command"], r["outcome"], tuple(c for c in r["clusters"].split(",") if c))

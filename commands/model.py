@@ -29,6 +29,10 @@ class AlreadyOpen(CommandError):
 
     tone: Tone = "info"
 
+    def __init__(self, what: str, hint: str = "", pr: "PullRequest | None" = None) -> None:
+        super().__init__(what, hint)
+        self.pr = pr  # the open PR: a re-run of the request that opened it answers with it
+
 
 @dataclass(frozen=True)
 class Pin:

@@ -46,6 +46,7 @@ def ensure_no_open_change(ctx: Context, cluster: Cluster, branch: str) -> None:
         raise AlreadyOpen(
             f"this change is already open: PR #{pr.number} {pr.title} ({pr.url})",
             "nothing new was made; follow that PR",
+            pr=pr,
         )
     if pr is not None:
         raise CommandError(

@@ -25,15 +25,22 @@ class Replicas:
 
     def __init__(self, count: int, repo: Path, tmp_path: Path, slack_standin, store_url: str) -> None:
         self.config = _config(tmp_path, store_url)
+        self.repo, self.tmp_path, self.slack_standin = repo, tmp_path, slack_standin
         self.processes: list[subprocess.Popen[str]] = []
         self.harnesses: list[SlackHarness] = []
         self.output: list[str] = []
-        for i in range(count):
-            port = free_port()
-            process, line = serve(repo, tmp_path / f"state-{i}", slack_standin, port, "--config", str(self.config))
-            self.processes.append(process)
-            assert "serving Slack on" in line, line
-            self.harnesses.append(SlackHarness(None, port, slack_standin))
+        for _ in range(count):
+            self.start()
+
+    def start(self, **env: str) -> SlackHarness:
+        """One more replica (`env`: its own environment variables, a failpoint say)."""
+        port = free_port()
+        process, line = serve(self.repo, self.tmp_path / f"state-{len(self.processes)}", self.slack_standin, port,
+                              "--config", str(self.config), **env)
+        self.processes.append(process)
+        assert "serving Slack on" in line, line
+        self.harnesses.append(SlackHarness(None, port, self.slack_standin))
+        return self.harnesses[-1]
 
     def at_once(self, calls) -> list:
         """Run the (harness index, callable) pairs released together; their results."""
@@ -138,13 +145,6 @@ def test_a_leader_sigkilled_mid_follow_is_replaced_and_the_thread_gets_one_verdi
                                            "    context: standin\n")
     store = Store(store_url)
 
-    def start(i: int) -> SlackHarness:
-        port = free_port()
-        process, line = serve(example_repo, tmp_path / f"state-{i}", slack_standin, port, "--config", str(config))
-        fleet.processes.append(process)
-        assert "serving Slack on" in line, line
-        return SlackHarness(None, port, slack_standin)
-
     def leader() -> int:
         row = store.leader("leader")
         return int(row["holder"].rsplit("/", 1)[1]) if row and row["holder"] else 0
@@ -153,9 +153,9 @@ def test_a_leader_sigkilled_mid_follow_is_replaced_and_the_thread_gets_one_verdi
         return [p["text"] for p in slack_standin.posts()]
 
     try:
-        a = start(0)
+        a = fleet.start()
         slack_standin.wait_for(lambda: leader() == fleet.processes[0].pid, timeout=30)
-        start(1)
+        fleet.start()
         a.command("rollback demo")
         slack_standin.wait_for(lambda: [t for t in texts() if "Opened: PR #1" in t], timeout=60)
         a.command("pr merge 1")
@@ -173,6 +173,40 @@ def test_a_leader_sigkilled_mid_follow_is_replaced_and_the_thread_gets_one_verdi
         time.sleep(1.0)  # a second verdict, if one were coming, would be here by now
         assert len(verdict()) == 1
         assert store.open_follows() == []
+    finally:
+        fleet.stop()
+        store.close()
+
+
+@pytest.mark.parametrize("point", ["after-push", "after-pr", "before-finish"])
+def test_a_replica_sigkilled_mid_rollback_is_finished_by_another_once(
+        example_repo: Path, tmp_path: Path, slack_standin, store_url: str, point: str) -> None:
+    """#19: two `serve` replicas (lease 2 s); the one a rollback reaches SIGKILLs itself at `point`;
+    the other takes the request over when the lease runs out: one PR, no orphan branch, one answer."""
+    from bot.store import Store
+
+    fleet = Replicas(0, example_repo, tmp_path, slack_standin, store_url)
+    fleet.config.write_text(fleet.config.read_text().replace("store:\n", "store:\n  lease_seconds: 2\n"))
+    store = Store(store_url)
+    try:
+        dying = fleet.start(FLUXBOT_FAILPOINT=point)
+        fleet.start()
+        assert dying.mention("rollback demo", event_id="EvKill", ts="1700000000.000900")[0] == 200
+        fleet.processes[0].wait(60)
+        assert fleet.processes[0].returncode == -signal.SIGKILL
+        answers = lambda: [p for p in slack_standin.posts()  # noqa: E731
+                           if p.get("thread_ts") == "1700000000.000900" and "Opened: PR #1" in p["text"]]
+        slack_standin.wait_for(answers, timeout=60)
+        time.sleep(1.0)  # a second answer, if one were coming, would be here by now
+        assert [p["text"].split("\n")[0] for p in slack_standin.posts()] == [
+            "✓ Opened: PR #1 Roll back demo to v0.3.0"]  # the only post: not "already open" as well
+        assert branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
+        assert [r["n"] for r in store.query("SELECT count(*) AS n FROM local_prs")] == [1]
+        rows = store.query("SELECT state, owner FROM requests")
+        assert [r["state"] for r in rows] == ["answered"]
+        # before-finish: the answer was journalled and posted before the kill; nothing is left to run
+        finisher = fleet.processes[0 if point == "before-finish" else 1].pid
+        assert rows[0]["owner"].endswith(f"/{finisher}")
     finally:
         fleet.stop()
         store.close()
