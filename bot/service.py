@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 import time
 import uuid
-from datetime import date, datetime
+from datetime import date
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -211,7 +211,7 @@ class FluxBot:
             touched = self._touched(spec, command)
             response = self._run(spec, command, request, request_id)
         except AlreadyOpen as error:
-            if not (request_id and error.pr and self._opened_for(request_id, request, error.pr)):
+            if not (request_id and error.pr and self._opened_for(request_id, error.pr)):
                 self.store.audit(user, text, "ok", touched, reason=error.what)
                 return Response([error_message(error)])
             # this very request opened it before its process stopped (a crash, a replica that died):
@@ -277,7 +277,7 @@ class FluxBot:
             return Response(confirmation=_confirmation(outcome, request), fixed_text=fixed)
         response = Response()
         for plan in outcome:
-            pr, message = self.open_change(plan, request.user, request.channel, request.thread_ts)
+            pr, message = self.open_change(plan, request.user, request.channel, request.thread_ts, request_id)
             response.prs.append(pr)
             response.messages.append(message)
         return response
@@ -324,20 +324,22 @@ class FluxBot:
             return tuple(sorted(snapshot.cluster_names))
         return impact(changed.paths, snapshot).clusters
 
-    def open_change(self, plan: ChangePlan, user: str, channel: str = "", thread_ts: str = "") -> tuple[PullRequest, Message]:
+    def open_change(self, plan: ChangePlan, user: str, channel: str = "", thread_ts: str = "",
+                    request_id: int = 0) -> tuple[PullRequest, Message]:
         """Push the plan's branch and open its PR; a branch whose PR failed is deleted again.
 
         Serialised per cluster: identical requests arriving together (a double click, retries)
         all plan before any PR exists, and only the first may push; the rest find its PR.
         """
         with self._cluster_lock(plan.cluster):
-            return self._open_change(plan, user, channel, thread_ts)
+            return self._open_change(plan, user, channel, thread_ts, request_id)
 
     def _cluster_lock(self, cluster: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(cluster, threading.Lock())
 
-    def _open_change(self, plan: ChangePlan, user: str, channel: str, thread_ts: str) -> tuple[PullRequest, Message]:
+    def _open_change(self, plan: ChangePlan, user: str, channel: str, thread_ts: str,
+                     request_id: int) -> tuple[PullRequest, Message]:
         existing = self.forge.find_open(plan.branch)
         if existing is not None:
             return existing, _pr_message(existing, plan, "This change is already open")
@@ -351,7 +353,7 @@ class FluxBot:
         # Before the PR exists: GitHub delivers `opened` while the create call is still in flight,
         # and the gate must find who asked (never the bot account, never a label).
         self.store.record_intent(self.forge.name, plan.branch, pushed.commit, user, plan.cluster, plan.kind,
-                                 channel, thread_ts)
+                                 channel, thread_ts, request_id)
         try:
             pr = self.forge.create(plan, pushed.commit, user)
         except BaseException:
@@ -361,16 +363,10 @@ class FluxBot:
         PRS_OPENED.labels(kind=plan.kind).inc()
         return pr, _pr_message(pr, plan, "Opened")
 
-    def _opened_for(self, request_id: int, request: Request, pr: PullRequest) -> bool:
-        """Whether `pr` was opened by an earlier run of this journalled request: its intent names the
-        requester and the thread, and was recorded after the request was (a repeat is not a re-run)."""
+    def _opened_for(self, request_id: int, pr: PullRequest) -> bool:
+        """Whether `pr` was pushed by an earlier run of this journalled request (a repeat is not a re-run)."""
         intent = self.store.branch_intent(self.forge.name, pr.branch)
-        rows = self.store.query("SELECT created FROM requests WHERE id = ?", request_id)
-        if intent is None or not rows:
-            return False
-        asked = datetime.fromisoformat(rows[0]["created"]).timestamp()  # to the second
-        return intent["at"] >= asked and (intent["requester"], intent["channel"], intent["thread_ts"]) == (
-            request.user, request.channel, request.thread_ts)
+        return intent is not None and intent["request_id"] == request_id
 
     def _audit_entries(self) -> list[AuditEntry]:
         return [AuditEntry(r["at"], r["user"], r["command"], r["outcome"], tuple(c for c in r["clusters"].split(",") if c))

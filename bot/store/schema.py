@@ -77,6 +77,7 @@ intents = Table(
     "intents", metadata,
     *(_text(n) for n in ("forge", "branch", "sha", "requester", "cluster", "kind", "channel", "thread_ts", "created")),
     Column("at", Float, nullable=False, server_default="0"),  # unix time: the newest intent of a branch
+    Column("request_id", Integer, nullable=False, server_default="0"),  # the journalled request that pushed it
     PrimaryKeyConstraint("forge", "branch", "sha"),
 )
 

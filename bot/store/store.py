@@ -30,7 +30,7 @@ Row = RowMapping  # rows read like dicts: row["column"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration: a database there needs no Alembic at start (importing it costs 0.2 s of
 # every `fluxbot shell`); tests/bot/test_store.py holds this to Alembic's own head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 _MIGRATION_LOCK = 0x666C7578  # "flux": one replica migrates, the others wait (PostgreSQL advisory lock)
 
 
@@ -251,12 +251,13 @@ class Store:
         return self.query("SELECT * FROM gates WHERE forge = ? AND head = ?", forge, head)
 
     def record_intent(self, forge: str, branch: str, sha: str, requester: str, cluster: str, kind: str,
-                      channel: str, thread_ts: str) -> None:
-        """Who asked for the change fluxbot pushed as `sha` on `branch` (before its PR exists)."""
+                      channel: str, thread_ts: str, request_id: int = 0) -> None:
+        """Who asked for the change fluxbot pushed as `sha` on `branch` (before its PR exists), in
+        which journalled request."""
         with self.transaction() as db:
             _replace(db, "intents", ("forge", "branch", "sha"), dict(
                 forge=forge, branch=branch, sha=sha, requester=requester, cluster=cluster, kind=kind, channel=channel,
-                thread_ts=thread_ts, created=now(), at=time.time()))
+                thread_ts=thread_ts, created=now(), at=time.time(), request_id=request_id))
 
     def intent(self, forge: str, branch: str, sha: str) -> Row | None:
         rows = self.query("SELECT * FROM intents WHERE forge = ? AND branch = ? AND sha = ?", forge, branch, sha)
