@@ -517,28 +517,37 @@ def _everyone(store_url: str = "", lease: float = 0) -> str:
 
 
 def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> dict[str, object]:
-    """`replicas` `fluxbot serve` processes on one PostgreSQL: `count` promotions to `count` clusters
-    sent at once, spread over them (ack times, PRs opened, duplicates, lost), then the leader SIGKILLed
-    (time until another replica leads)."""
+    """The fleet figures on `replicas` replicas on PostgreSQL, and beside them on one replica on SQLite."""
+    results = measure_fleet("", work / "sqlite", count, 1, "replicas_sqlite1_")
+    url, drop = postgres_schema(base)
+    if url is None:
+        return {**results, "replicas": f"skipped: no PostgreSQL at {base} ({drop})"}
+    try:
+        return {**results, **measure_fleet(url, work / "postgresql", count, replicas, f"replicas_postgresql{replicas}_")}
+    finally:
+        drop()
+
+
+def measure_fleet(url: str, work: Path, count: int, replicas: int, prefix: str) -> dict[str, object]:
+    """`replicas` `fluxbot serve` processes on the store at `url` (SQLite in the replica's state dir
+    if ""): `count` promotions to `count` clusters sent at once, spread over them (ack times, PRs
+    opened, duplicates, lost); with several replicas, then the leader SIGKILLed (time until another leads)."""
     import signal
 
     from bot.store import Store
 
-    url, drop = postgres_schema(base)
-    if url is None:
-        return {"replicas": f"skipped: no PostgreSQL at {base} ({drop})"}
-    repo = big_repo(work / "replicas", count + 1, 5, 3, 10)
-    config = work / "replicas.yaml"
+    repo = big_repo(work / "repo", count + 1, 5, 3, 10)
+    config = work / "fluxbot.yaml"
     config.write_text(_everyone(url))
     standin = SlackStandIn(token="xoxb-bench").start()
     processes, urls = [], []
-    store = Store(url)
     try:
         for i in range(replicas):
             process, events = serve_process(config, repo, work / f"replica-{i}", standin)
             processes.append(process)
             urls.append(events)
-        latest = build_bot(Settings(repo=str(repo), state_dir=work / "replicas-reader")).snapshot().latest.tag
+        store = Store(url or work / "replica-0" / "fluxbot.db")
+        latest = build_bot(Settings(repo=str(repo), state_dir=work / "reader")).snapshot().latest.tag
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=count) as pool:
             acks = list(pool.map(lambda n: slash(urls[n % replicas], f"promote {latest} to c{n:04d}",
@@ -547,21 +556,23 @@ def measure_replicas(base: str, work: Path, count: int, replicas: int = 3) -> di
         done = wait_until(lambda: len(opened()) >= count, 300)
         all_ms = (time.perf_counter() - start) * 1000
         clusters = [r["cluster"] for r in opened()]
-        leader = store.leader("leader")
-        killed = next(p for p in processes if leader and leader["holder"].endswith(f"/{p.pid}"))
-        killed.send_signal(signal.SIGKILL)
-        died = time.monotonic()
-        moved = wait_until(lambda: (store.leader("leader") or {}).get("holder") not in (None, leader["holder"]), 120)
-        return {"replicas": replicas, "replicas_promotions": count, "replicas_ack_p50_ms": round(percentile(acks, 50), 1),
-                "replicas_ack_p99_ms": round(percentile(acks, 99), 1), "replicas_prs": len(clusters),
-                "replicas_duplicates": len(clusters) - len(set(clusters)),
-                "replicas_lost": count - len(set(clusters)), "replicas_all_opened_ms": round(all_ms, 1) if done else "timeout",
-                "replicas_leader_killed_failover_s": round(time.monotonic() - died, 1) if moved else "timeout"}
+        results: dict[str, object] = {
+            "": replicas, "promotions": count, "ack_p50_ms": round(percentile(acks, 50), 1),
+            "ack_p99_ms": round(percentile(acks, 99), 1), "prs": len(clusters),
+            "duplicates": len(clusters) - len(set(clusters)), "lost": count - len(set(clusters)),
+            "all_opened_ms": round(all_ms, 1) if done else "timeout"}
+        if replicas > 1:
+            leader = store.leader("leader")
+            killed = next(p for p in processes if leader and leader["holder"].endswith(f"/{p.pid}"))
+            killed.send_signal(signal.SIGKILL)
+            died = time.monotonic()
+            moved = wait_until(lambda: (store.leader("leader") or {}).get("holder") not in (None, leader["holder"]), 120)
+            results["leader_killed_failover_s"] = round(time.monotonic() - died, 1) if moved else "timeout"
+        store.close()
+        return {f"{prefix}{key}".rstrip("_"): value for key, value in results.items()}
     finally:
         stop_processes(processes)
-        store.close()
         standin.stop()
-        drop()
 
 
 def paced_acks(url: str, response_url: str, stop: Any, rate: float, clients: int, results: Any) -> None:

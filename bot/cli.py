@@ -23,7 +23,7 @@ from bot.example_repo import write_example_repo
 from bot.forge.base import ForgeError
 from bot.forge.local import LocalForge
 from bot.render import to_text
-from bot.metrics import REGISTRY, RETENTION_DELETED, StoreCollector
+from bot.metrics import REGISTRY, RETENTION_DELETED, RateLimitCollector, StoreCollector
 from bot.leader import Leadership
 from bot.store import Retention, Store, StoreUnavailable
 from bot.git.workspace import Workspace, WorkspaceError
@@ -200,7 +200,7 @@ class Wired:
     transport: Any
     follower: Any
     leadership: Leadership
-    webhook: Any
+    gate: Any  # the ChangeGate when GitHub and a webhook secret are configured, else None
 
 
 WORKER_STORE = "FLUXBOT_WORKER_STORE"  # the store URL `serve --workers` hands its workers
@@ -245,8 +245,8 @@ def _wire(args: argparse.Namespace, command: str) -> Wired | int:
     leadership = Leadership(bot.store, on_elected=follower.resume, on_deposed=follower.pause)
     follower.leading = lambda: leadership.held
     # the gate is wired in workers too: its merge guard must hold for a merge a worker runs
-    webhook = _change_gate(settings, bot, transport, leadership)
-    return Wired(settings, slack, client, bot, transport, follower, leadership, webhook)
+    gate = _change_gate(settings, bot, transport)
+    return Wired(settings, slack, client, bot, transport, follower, leadership, gate)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -257,7 +257,8 @@ def _serve(args: argparse.Namespace) -> int:
     if isinstance(wired, int):
         return wired
     settings, slack, client, bot = wired.settings, wired.slack, wired.client, wired.bot
-    transport, follower, leadership, webhook = wired.transport, wired.follower, wired.leadership, wired.webhook
+    transport, follower, leadership = wired.transport, wired.follower, wired.leadership
+    webhook = _gate_webhook(wired.settings, bot, wired.gate, leadership) if wired.gate else None
     workers = _start_workers(args, bot) if args.workers else []
     transport.queue_only = bool(workers)
     if workers:
@@ -274,6 +275,8 @@ def _serve(args: argparse.Namespace) -> int:
     server = build_server(None if args.socket_mode else transport.app, args.host, args.port, webhook=webhook,
                           probes=probes)
     REGISTRY.register(StoreCollector(bot.store))
+    if hasattr(bot.forge, "rate_limit"):  # GitHub
+        REGISTRY.register(RateLimitCollector(bot.forge.rate_limit))
     stop = _stop_on_signals()
     # Claimed before listening (so a new request is not replayed as well), replayed after: the
     # listener and the probes answer while the journal is worked off. With workers, they replay it.
@@ -431,17 +434,25 @@ def _keep_pruning(store: Store, retention: Retention, leadership: Leadership, ev
         time.sleep(every)
 
 
-def _change_gate(settings: Settings, bot: FluxBot, transport: Any, leadership: Leadership) -> Any:
-    """Wire the change gate and `/github/webhook` when GitHub and a webhook secret are configured."""
+def _change_gate(settings: Settings, bot: FluxBot, transport: Any) -> Any:
+    """The change gate when GitHub and a webhook secret are configured, else None: what serve and its
+    workers share (the merge guard, the PR body without the checks' report)."""
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
     if settings.forge.type != "github" or not secret:
         return None
     from bot.github.gate import ChangeGate
-    from bot.github.webhooks import GitHubWebhook
 
     REDACTOR.add(secret, os.environ.get(settings.gate.webhook_token_env) if settings.gate.webhook_token_env else None)
     gate = ChangeGate(bot, bot.store, transport, settings.gate)
     transport.gate = gate
+    bot.checks_in_comment = True  # every PR gets its rendered check from the webhook (#18), not in its body
+    return gate
+
+
+def _gate_webhook(settings: Settings, bot: FluxBot, gate: Any, leadership: Leadership) -> Any:
+    """`/github/webhook` for the gate and the PR checks, and the leader's upkeep (serve only)."""
+    from bot.github.webhooks import GitHubWebhook
+    from bot.prcheck import PrChecks, fan_out
 
     def upkeep() -> None:
         caught_up, swept = False, time.monotonic()
@@ -459,12 +470,9 @@ def _change_gate(settings: Settings, bot: FluxBot, transport: Any, leadership: L
             time.sleep(2)
 
     threading.Thread(target=upkeep, name="gate-upkeep", daemon=True).start()
-    from bot.prcheck import PrChecks, fan_out
-
-    # Every PR touching the fleet gets its rendered check (#18); the gate decides on approvals.
     checks = PrChecks(bot.workspace, bot.forge, notify=gate.notify)
-    bot.checks_in_comment = True
-    return GitHubWebhook(secret, bot.store, fan_out(checks.on_event, gate.on_event), settings.forge.repository)
+    return GitHubWebhook(os.environ["GITHUB_WEBHOOK_SECRET"], bot.store, fan_out(checks.on_event, gate.on_event),
+                         settings.forge.repository)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -50,6 +50,15 @@ JOURNAL_GIVEN_UP = Counter("fluxbot_journal_given_up_total", "Journalled request
                            registry=REGISTRY)
 RETENTION_DELETED = Counter("fluxbot_retention_deleted_total", "Store rows deleted by retention, by table.",
                             ["table"], registry=REGISTRY)
+# A rising rate is the first sign of an expired token, missing RBAC or an outage, before users notice.
+API_ERRORS = Counter("fluxbot_api_errors_total", "Errors from the Slack, GitHub and Kubernetes APIs, by API and "
+                     "reason (an HTTP status, Slack's error code, `unreachable`, `rate_limited`).", ["api", "reason"],
+                     registry=REGISTRY)
+RENDERS = Counter("fluxbot_renders_total", "kubectl kustomize renders asked for, by how they were answered: `cached`, "
+                  "`shared` (with a render of the same trees in flight), `rendered`, `failed` (or refused).", ["result"],
+                  registry=REGISTRY)
+RENDER_SECONDS = Histogram("fluxbot_render_duration_seconds", "Time of one kubectl kustomize run (renders not cached).",
+                           buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter("fluxbot_webhook_deliveries_total", "GitHub webhook deliveries by event and result.",
                              ["event", "result"], registry=REGISTRY)
 
@@ -69,3 +78,19 @@ class StoreCollector:
         waited = self._clock() - gates["oldest"] if gates["oldest"] else 0.0
         yield GaugeMetricFamily("fluxbot_gate_oldest_wait_seconds", "How long the oldest pending gate has waited.",
                                 value=waited)
+
+
+class RateLimitCollector:
+    """GitHub's primary rate limit as the forge's last answer reported it (no request of its own)."""
+
+    def __init__(self, read: Callable[[], tuple[int, int] | None]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        known = self.read()
+        if known is None:  # no answer from GitHub yet
+            return
+        remaining, limit = known
+        yield GaugeMetricFamily("fluxbot_github_rate_limit_remaining", "GitHub API requests left in this window.",
+                                value=remaining)
+        yield GaugeMetricFamily("fluxbot_github_rate_limit", "GitHub API requests allowed per window.", value=limit)

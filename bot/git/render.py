@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from bot.metrics import RENDER_SECONDS, RENDERS
 from commands.model import CommandError
 from commands.repo import CLUSTERS_DIR, documents_or_none
 
@@ -202,9 +203,11 @@ class Renderer:
         key = self._key(ref, directory)
         cached = self.cache.get(key)
         if cached is not None:
+            RENDERS.labels("cached").inc()
             return cached
         failed = self.cache.failure(key, label)
         if failed is not None:
+            RENDERS.labels("cached").inc()
             raise failed
         # The same tree asked for twice at once (the infrastructure of a tag, by two promotions or
         # by a prefetch and the walk) renders once.
@@ -215,13 +218,18 @@ class Renderer:
                 future = self._inflight[key] = Future()
         assert future is not None
         if not owner:
+            RENDERS.labels("shared").inc()
             return future.result()
+        started = time.monotonic()
         try:
             text = self._render(ref, directory, label, key)
         except BaseException as error:
+            RENDERS.labels("failed").inc()
             future.set_exception(error)
             raise
         else:
+            RENDERS.labels("rendered").inc()
+            RENDER_SECONDS.observe(time.monotonic() - started)
             future.set_result(text)
             return text
         finally:

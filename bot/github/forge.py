@@ -23,6 +23,7 @@ from bot.forge.base import ForgeError, ForgeUnavailable
 from bot.github.vocabulary import (DEFAULT_RETRY_AFTER, MAX_PER_PAGE, MAX_PR_FILES, MERGE_METHOD_SETTINGS,
                                    MERGE_METHODS, RATE_LIMIT_STATUSES, STATUS_DESCRIPTION_MAX)
 from bot.git.workspace import Workspace
+from bot.metrics import API_ERRORS
 from commands.model import ChangePlan, PullRequest
 
 log = logging.getLogger(__name__)
@@ -305,12 +306,20 @@ class GitHubForge:
             yield
         except GithubException as exc:
             if isinstance(exc, RateLimitExceededException) or _rate_limited(exc):
+                API_ERRORS.labels("github", "rate_limited").inc()
                 wait = retry_after(exc.headers)
                 raise RateLimited(f"GitHub's rate limit is used up; {_reset(exc.headers, wait)}", wait) from None
+            API_ERRORS.labels("github", str(exc.status)).inc()
             unavailable = exc.status >= 500
             raise (ForgeUnavailable if unavailable else ForgeError)(self._explain(exc, action, subject)) from None
         except requests.RequestException as exc:
+            API_ERRORS.labels("github", "unreachable").inc()
             raise ForgeUnavailable(f"GitHub is unreachable at {self.base_url} ({exc.__class__.__name__})") from None
+
+    def rate_limit(self) -> tuple[int, int] | None:
+        """(remaining, limit) from GitHub's last answer; None before the first (never asks on its own)."""
+        remaining, limit = self.client.requester.rate_limiting
+        return None if limit < 0 else (remaining, limit)
 
     def _explain(self, exc: GithubException, action: str, subject: str) -> str:
         message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""

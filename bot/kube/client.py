@@ -19,6 +19,7 @@ from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_a
                       wait_exponential, wait_random)
 
 from bot.kube import flux
+from bot.metrics import API_ERRORS
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -281,7 +282,11 @@ class FluxCluster:
 
     def _error(self, error: Exception, plural: str) -> ClusterError:
         what = flux.KINDS[plural][1] if plural in flux.KINDS else (plural or "object")
-        if not isinstance(error, _k8s().client.ApiException):
+        is_api = isinstance(error, _k8s().client.ApiException)
+        reason = str(int(getattr(error, "status", 0) or 0)) if is_api else "unreachable"
+        if reason != "410":  # a watch's resourceVersion expiring is routine (it relists), not an error
+            API_ERRORS.labels("kubernetes", reason).inc()
+        if not is_api:
             return ClusterError(f"cluster `{self.name}` is unreachable ({error.__class__.__name__})")
         status = int(error.status or 0)
         retry_after = float((error.headers or {}).get("Retry-After") or 0) if error.headers else 0.0

@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.config import SlackSettings
+from bot.metrics import API_ERRORS
 from bot.service import FluxBot, Request, Response
 from bot.slack import limits
 from bot.slack.blocks import Page, confirm_buttons, to_pages
@@ -43,10 +44,24 @@ log = logging.getLogger(__name__)
 _UNREACHABLE = ("not_in_channel", "channel_not_found", "is_archived")
 
 
+class CountingWebClient(WebClient):
+    """slack_sdk's client; every failed call (after its retries) counted by Slack's error code."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().api_call(api_method, **kwargs)
+        except SlackApiError as error:
+            API_ERRORS.labels("slack", str(error.response.get("error") or error.response.status_code)).inc()
+            raise
+        except OSError:  # urllib's URLError and the connection errors slack_sdk lets through
+            API_ERRORS.labels("slack", "unreachable").inc()
+            raise
+
+
 def web_client(settings: SlackSettings) -> WebClient:
     """A Web API client that retries rate limits (honouring Retry-After) and dropped connections."""
     base_url = (settings.api_url.rstrip("/") + "/") if settings.api_url else WebClient.BASE_URL
-    return WebClient(
+    return CountingWebClient(
         token=settings.bot_token,
         base_url=base_url,
         timeout=10,

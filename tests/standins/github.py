@@ -28,6 +28,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -121,6 +122,8 @@ class GitHubStandIn:
     installation_tokens: int = 0
     api_prefix: str = ""  # "/api/v3" to answer like GitHub Enterprise
     outage: int = 0  # while set, every API request is answered with this status (an incident)
+    rate_limit: int = 5000  # the primary rate limit of a token (GitHub App installations start there too)
+    rate_limit_used: int = 0  # requests counted against it; every answer says what is left
     merge_methods: set[str] = field(default_factory=lambda: {"merge", "squash", "rebase"})
     protection: Protection | None = None
     hook_url: str = ""  # where webhooks go (fluxbot's /github/webhook); "" = the receiver is down
@@ -401,7 +404,16 @@ class GitHubStandIn:
                     if failure.status == DROP:
                         self._serve(method, path, query, headers, body)
                     return failure.status, failure.body, failure.headers
-            return self._serve(method, path, query, headers, body)
+            status, payload, extra = self._serve(method, path, query, headers, body)
+            return status, payload, {**self._rate_limit_headers(), **extra}
+
+    def _rate_limit_headers(self) -> dict[str, str]:
+        """GitHub's primary rate limit headers, on every REST response (docs.github.com/en/rest/using-the-rest-api/
+        rate-limits-for-the-rest-api#checking-the-status-of-your-rate-limit)."""
+        self.rate_limit_used += 1
+        return {"x-ratelimit-limit": str(self.rate_limit), "x-ratelimit-remaining": str(max(0, self.rate_limit - self.rate_limit_used)),
+                "x-ratelimit-used": str(self.rate_limit_used), "x-ratelimit-reset": str(int(time.time()) + 3600),
+                "x-ratelimit-resource": "core"}
 
     def _serve(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: Any
                ) -> tuple[int, Any, dict[str, str]]:
