@@ -748,3 +748,17 @@ def test_every_listener_acks_on_the_request_thread_and_looks_names_up_after_the_
     slack_standin.wait_for(lambda: len([p for p in slack_standin.posts() if p.get("thread_ts")]) >= 2)
     assert handed == []
     assert looked_up and all(name.startswith("fluxbot-work") for name in looked_up), looked_up
+
+
+def test_a_status_with_a_null_description_is_still_posted(gate_env) -> None:
+    """GitHub sends `description: null` for a status created without one (octokit/webhooks' status
+    schema: string | null); the notice still reaches the thread, without an empty text object."""
+    number = gate_env.promote("promote v0.4.0 to demo")
+    head = gate_env.github.pulls[number]["head"]["sha"]
+    status = json.loads(shared_file("fixtures/payloads/github/status.json").read_text())
+    status.update(sha=head, state="failure", description=None, context="ci/build", id=4242)
+    status["repository"]["full_name"] = gate_env.github.full_name  # events of other repositories are ignored
+    gate_env.deliver("status", status)
+    gate_env.webhook.drain()
+    notice = gate_env.slack.wait_for(lambda: [t for t in gate_env.thread(number) if "Status `ci/build` failure" in t])
+    assert notice
