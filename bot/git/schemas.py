@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
@@ -64,14 +65,43 @@ def _crd_validator(schema_json: str) -> jsonschema.protocols.Validator:
 _crd_validator_cached = lru_cache(maxsize=256)(_crd_validator)
 
 
+@lru_cache(maxsize=256)
+def _schema_digest(schema_json: str) -> str:
+    return hashlib.sha256(schema_json.encode()).hexdigest()
+
+
+class _KnownValid:
+    """Digests of (schema, object) pairs found valid, process-wide and bounded: a promotion validates
+    the same rendered objects as the last one (the renders are cached), and jsonschema is the cost."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def __contains__(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            return False
+
+    def add(self, digest: str) -> None:
+        with self._lock:
+            self._seen[digest] = None
+            if len(self._seen) > self._limit:
+                self._seen.popitem(last=False)
+
+
+_KNOWN_VALID = _KnownValid()
+
+
 @dataclass
 class Schemas:
     """Validators for the kinds a render may hold: built-in ones, and those of the repo's CRDs."""
 
     crds: dict[tuple[str, str], str] = field(default_factory=dict)  # (apiVersion, kind) -> openAPIV3Schema JSON
     crd_sources: set[str] = field(default_factory=set)
-    _valid: set[str] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def learn(self, objects: Iterable[tuple[Any, str]]) -> None:
         """Take the schemas of the CustomResourceDefinitions among `objects` ((object, its file) pairs)."""
@@ -99,11 +129,12 @@ class Schemas:
         annotations.pop("config.kubernetes.io/origin", None)
         if not annotations and "annotations" in (data.get("metadata") or {}):
             del data["metadata"]["annotations"]
-        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            if digest in self._valid:
-                return None
         crd = self.crds.get((api, kind))
+        # the schema is part of the key: the same object may meet another CRD version in another repo
+        schema = _schema_digest(crd) if crd is not None else f"{builtin_version()}:{api}:{kind}"
+        digest = hashlib.sha256(f"{schema}\n{json.dumps(data, sort_keys=True)}".encode()).hexdigest()
+        if digest in _KNOWN_VALID:
+            return None
         if crd is not None:
             validator = _crd_validator_cached(crd)
             # A custom resource's metadata is checked by the API server, not by its CRD's schema.
@@ -115,8 +146,7 @@ class Schemas:
             return None
         error = jsonschema.exceptions.best_match(validator.iter_errors(data_to_check))
         if error is None:
-            with self._lock:
-                self._valid.add(digest)
+            _KNOWN_VALID.add(digest)
             return None
         where = ".".join(str(part) for part in error.absolute_path) or "(the object)"
         return Invalid(where, _short(error.message))

@@ -225,3 +225,24 @@ def test_large_files_beside_the_manifests_do_not_count_toward_the_cap(flux_demo:
     commit_all(flux_demo, "a big picture")
     bot = make_bot(flux_demo)
     assert "Opened: PR #1" in say(bot, "promote v0.4.0 to demo")
+
+
+def test_an_object_known_valid_is_checked_again_against_another_schema() -> None:
+    """Validation results are remembered process-wide (a promotion re-validates the last one's
+    objects); the schema is part of what is remembered, so a stricter CRD still refuses the object."""
+    from bot.git.schemas import Schemas
+
+    def crd(required: list[str]) -> dict:
+        schema = {"type": "object", "properties": {"spec": {"type": "object", "required": required}}}
+        return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "spec": {"group": "example.io", "names": {"kind": "Widget"},
+                         "versions": [{"name": "v1", "schema": {"openAPIV3Schema": schema}}]}}
+
+    widget = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    lenient, strict = Schemas(), Schemas()
+    lenient.learn([(crd([]), "crds/lenient.yaml")])
+    strict.learn([(crd(["colour"]), "crds/strict.yaml")])
+    assert lenient.check(widget) is None
+    assert lenient.check(widget) is None  # remembered
+    problem = strict.check(widget)
+    assert problem is not None and "colour" in problem.message
