@@ -219,7 +219,7 @@ class FluxBot:
             self.store.audit(user, text, "ok", touched)
             pr = error.pr
             return Response([Message(f"Opened: PR #{pr.number} {pr.title}", links=(Link(f"PR #{pr.number}", pr.url),),
-                                     context=f"requested by {person(request.user)}", tone="success")])
+                                     context=f"requested by {person(request.user)}", tone="success")], prs=[pr])
         except CommandError as error:
             self.store.audit(user, text, "refused" if error.tone == "error" else "ok", touched, reason=error.what)
             return Response([error_message(error)])

@@ -202,6 +202,8 @@ def test_a_replica_sigkilled_mid_rollback_is_finished_by_another_once(
             "✓ Opened: PR #1 Roll back demo to v0.3.0"]  # the only post: not "already open" as well
         assert branches(example_repo) == ["fluxbot/rollback-demo-v0.3.0"]
         assert [r["n"] for r in store.query("SELECT count(*) AS n FROM local_prs")] == [1]
+        # the PR is linked to the thread: its merge, reviews and reconcile verdict are posted there
+        assert store.thread_for("local", 1)["thread_ts"] == "1700000000.000900"
         rows = store.query("SELECT state, owner FROM requests")
         assert [r["state"] for r in rows] == ["answered"]
         # before-finish: the answer was journalled and posted before the kill; nothing is left to run
