@@ -432,10 +432,14 @@ class SlackTransport:
             return
         groups, unknown = self.directory.lookup(user, self.bot.policy.groups)
         if self.queue_only:
-            self.store.begin_request(user, text, channel, root, sorted(groups), False, self.clock(), in_flight=0.0)
-            return  # due at once: the next worker to look claims it
+            self._queue(user, text, channel, root, groups, confirmed=False)
+            return
         response = self.bot.respond(Request(text, user, channel, groups, confirm_risky=True, thread_ts=root))
         self._deliver(_unknown_groups(response, unknown), text, user, channel, root)
+
+    def _queue(self, user: str, text: str, channel: str, thread_ts: str, groups: Any, confirmed: bool) -> None:
+        """`serve --workers`: journal the request due at once; the next worker to look claims and runs it."""
+        self.store.begin_request(user, text, channel, thread_ts, sorted(groups), confirmed, self.clock(), in_flight=0.0)
 
     def answer_privately(self, text: str, user: str, channel: str, delivery: tuple[str, str] | None = None) -> None:
         """A read (`slack.ephemeral_reads`): answered only to the asker, in the channel, without a thread."""
@@ -519,9 +523,8 @@ class SlackTransport:
             return
         self._replace(channel, message_ts, Message(f"Confirmed by <@{user}>", lines=(f"`{row['text']}`",), tone="info"))
         groups = self.directory.groups_of(user, self.bot.policy.groups)
-        if self.queue_only:  # confirmed, journalled: the next worker to look runs it
-            self.store.begin_request(user, row["text"], channel, row["thread_ts"], sorted(groups), True, self.clock(),
-                                     in_flight=0.0)
+        if self.queue_only:
+            self._queue(user, row["text"], channel, row["thread_ts"], groups, confirmed=True)
             return
         response = self.bot.respond(Request(row["text"], user, channel, groups, confirm_risky=True, confirmed=True,
                                             thread_ts=row["thread_ts"]))
