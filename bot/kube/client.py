@@ -282,13 +282,12 @@ class FluxCluster:
 
     def _error(self, error: Exception, plural: str) -> ClusterError:
         what = flux.KINDS[plural][1] if plural in flux.KINDS else (plural or "object")
-        is_api = isinstance(error, _k8s().client.ApiException)
-        reason = str(int(getattr(error, "status", 0) or 0)) if is_api else "unreachable"
-        if reason != "410":  # a watch's resourceVersion expiring is routine (it relists), not an error
-            API_ERRORS.labels("kubernetes", reason).inc()
-        if not is_api:
+        if not isinstance(error, _k8s().client.ApiException):
+            API_ERRORS.labels("kubernetes", "unreachable").inc()
             return ClusterError(f"cluster `{self.name}` is unreachable ({error.__class__.__name__})")
         status = int(error.status or 0)
+        if status != 410:  # a watch's resourceVersion expiring is routine (it relists), not an error
+            API_ERRORS.labels("kubernetes", str(status)).inc()
         retry_after = float((error.headers or {}).get("Retry-After") or 0) if error.headers else 0.0
         if status == 410:
             return Expired(f"cluster `{self.name}`: the {what} list expired (410)", status=410)
