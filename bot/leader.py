@@ -9,8 +9,6 @@ decided once), so a deposed leader that has not noticed yet cannot repeat them.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from typing import Callable
@@ -26,7 +24,7 @@ class Leadership:
     def __init__(self, store: Store, on_elected: Callable[[], None] = lambda: None,
                  on_deposed: Callable[[], None] = lambda: None, ttl: float = 15.0, holder: str = "") -> None:
         self.store = store
-        self.holder = holder or f"{socket.gethostname()}/{os.getpid()}"
+        self.holder = holder or store.owner  # this process, as it claims requests: host/pid
         self.ttl = ttl
         self.token: int | None = None
         self._on_elected, self._on_deposed = on_elected, on_deposed

@@ -126,6 +126,11 @@ def say(bot, text: str, user: str = "alice") -> str:
     return "\n".join(to_text(m) for m in bot.handle(text, user))
 
 
+def pid_of(owner: str) -> int:
+    """The process in a store owner or leader holder (`host/pid`)."""
+    return int(owner.rsplit("/", 1)[1])
+
+
 def branches(repo: Path) -> list[str]:
     """Local branches of a repo other than main."""
     out = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.bot.test_serve_cli import free_port, serve
-from tests.conftest import SlackHarness, branches, together
+from tests.conftest import SlackHarness, branches, pid_of, together
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
@@ -115,7 +115,7 @@ def test_a_killed_leader_hands_over_and_the_next_one_leads(replicas, store_url: 
             time.sleep(0.1)
         first = store.leader("leader")
         assert first is not None and first["holder"]
-        pid = int(first["holder"].rsplit("/", 1)[1])
+        pid = pid_of(first["holder"])
         leader = next(p for p in fleet.processes if p.pid == pid)
         leader.send_signal(signal.SIGTERM)  # a clean stop resigns: the other takes over at its next renewal
         leader.wait(30)
@@ -123,7 +123,7 @@ def test_a_killed_leader_hands_over_and_the_next_one_leads(replicas, store_url: 
             time.sleep(0.1)
         second = store.leader("leader")
         assert second["holder"] != first["holder"] and second["token"] > first["token"]
-        assert int(second["holder"].rsplit("/", 1)[1]) in {p.pid for p in fleet.processes if p.poll() is None}
+        assert pid_of(second["holder"]) in {p.pid for p in fleet.processes if p.poll() is None}
     finally:
         store.close()
 
@@ -147,7 +147,7 @@ def test_a_leader_sigkilled_mid_follow_is_replaced_and_the_thread_gets_one_verdi
 
     def leader() -> int:
         row = store.leader("leader")
-        return int(row["holder"].rsplit("/", 1)[1]) if row and row["holder"] else 0
+        return pid_of(row["holder"]) if row and row["holder"] else 0
 
     def texts() -> list[str]:
         return [p["text"] for p in slack_standin.posts()]

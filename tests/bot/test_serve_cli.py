@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from tests.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, branches, skip_or_fail
+from tests.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SlackHarness, branches, pid_of, skip_or_fail
 
 
 def free_port() -> int:
@@ -406,7 +406,7 @@ def test_serve_with_workers_only_journals_and_acks_and_the_workers_answer(exampl
         store.close()
         assert [(r["text"], r["state"], r["confirmed"]) for r in rows[-2:]] == [
             ("promote v0.4.0 to prod-eu", "answered", 0), ("promote v0.4.0 to prod-eu", "answered", 1)]
-        owners = {int(r["owner"].rsplit("/", 1)[1]) for r in rows}
+        owners = {pid_of(r["owner"]) for r in rows}
         assert process.pid not in owners and len(owners) >= 1  # run by worker processes, not by serve
         assert branches(example_repo) == ["fluxbot/promote-prod-eu-v0.4.0", "fluxbot/rollback-demo-v0.3.0"]
     finally:
